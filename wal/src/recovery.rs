@@ -68,6 +68,8 @@ pub(crate) struct RecoveredSegment {
 
 pub(crate) struct Recovered {
     pub segments: Vec<RecoveredSegment>,
+    /// Index the next entry must have (see `Replay::next`).
+    pub next: Option<u64>,
     /// Index of the first entry.
     pub base: u64,
     pub entries: Vec<(LogId, Loc)>,
@@ -79,26 +81,27 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
-/// The logical log rebuilt by replaying records in order.
+/// The logical log rebuilt by replaying records in order, with the same rules as the live
+/// log (`wal.rs`): an entry must have the index `next`, truncation sets `next` to the cut point,
+/// a purge past the end moves it forward.
 struct Replay {
     base: u64,
     entries: std::collections::VecDeque<(LogId, Loc)>,
     state: StateRecord,
+    /// Index the next entry must have; `None` while anything goes (empty log, no purge).
+    next: Option<u64>,
+    /// True until the first entry when earlier segments were recycled: the entries between the
+    /// first segment's anchored purge mark and its first entry lived in those segments, and a
+    /// later purge mark must cover them (checked at the end).
+    free_start: bool,
 }
 
 impl Replay {
-    fn next_index(&self) -> Option<u64> {
-        if self.entries.is_empty() {
-            self.state.purged.map(|p| p.index.0 + 1)
-        } else {
-            Some(self.base + self.entries.len() as u64)
-        }
-    }
-
     fn apply(&mut self, payload: Payload, loc: Loc) -> std::result::Result<(), String> {
         match payload {
             Payload::Entry { id, .. } => {
-                if let Some(next) = self.next_index() {
+                let free = std::mem::take(&mut self.free_start);
+                if let Some(next) = self.next.filter(|_| !free) {
                     if id.index.0 != next {
                         return Err(format!(
                             "entry {} does not follow the log (expected {next})",
@@ -110,6 +113,7 @@ impl Replay {
                     self.base = id.index.0;
                 }
                 self.entries.push_back((id, loc));
+                self.next = Some(id.index.0 + 1);
             }
             Payload::Truncate { after } => {
                 let keep = match after {
@@ -119,6 +123,10 @@ impl Replay {
                 while self.entries.len() as u64 > keep {
                     self.entries.pop_back();
                 }
+                self.next = match after {
+                    Some(a) => Some(a.0 + 1),
+                    None => self.state.purged.map(|p| p.index.0 + 1),
+                };
             }
             Payload::State(s) => {
                 if let Some(p) = s.purged {
@@ -128,6 +136,9 @@ impl Replay {
                     }
                     if self.entries.is_empty() {
                         self.base = p.index.0 + 1;
+                    }
+                    if self.next.is_none_or(|n| n <= p.index.0) {
+                        self.next = Some(p.index.0 + 1);
                     }
                 }
                 self.state = s;
@@ -168,6 +179,8 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
         base: 0,
         entries: Default::default(),
         state: StateRecord::default(),
+        next: None,
+        free_start: seg_names.first().is_some_and(|(seq, _)| *seq > 1),
     };
     let mut segments: Vec<RecoveredSegment> = Vec::new();
     let mut next_lsn = 1u64;
@@ -255,6 +268,16 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
         });
         i += 1;
     }
+    // Entries a purge mark covers are not part of the log, wherever they were found.
+    if let Some(p) = replay.state.purged {
+        while !replay.entries.is_empty() && replay.base <= p.index.0 {
+            replay.entries.pop_front();
+            replay.base += 1;
+        }
+        if replay.entries.is_empty() {
+            replay.base = p.index.0 + 1;
+        }
+    }
     if let Some(first) = segments.first() {
         check_no_missing_prefix(first, &replay, store)?;
     }
@@ -264,6 +287,7 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
     report.segments = segments.len();
     report.entries = replay.entries.len() as u64;
     Ok(Recovered {
+        next: replay.next,
         segments,
         base: replay.base,
         entries: replay.entries.into_iter().collect(),

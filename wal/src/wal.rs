@@ -133,6 +133,9 @@ pub(crate) struct SegRef {
 pub(crate) struct Inner {
     /// Index of `slots[0]`.
     pub base: u64,
+    /// Index the next appended entry must have; `None` while any index goes (nothing appended
+    /// or purged yet, or everything truncated). Recovery's replay follows the same rules.
+    pub next: Option<u64>,
     pub slots: VecDeque<Slot>,
     pub last_purged: Option<LogId>,
     pub vote: Option<Vote>,
@@ -145,11 +148,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     fn expected_next(&self) -> Option<u64> {
-        if !self.slots.is_empty() {
-            Some(self.base + self.slots.len() as u64)
-        } else {
-            self.last_purged.map(|p| p.index.0 + 1)
-        }
+        self.next
     }
 
     fn last_id(&self) -> Option<LogId> {
@@ -286,6 +285,7 @@ impl Wal {
             .collect::<VecDeque<_>>();
         let inner = Inner {
             base: rec.base,
+            next: rec.next,
             hot_front: slots.len(),
             slots,
             last_purged: rec.state.purged,
@@ -618,6 +618,7 @@ impl Wal {
     fn apply_logical(&self, inner: &mut Inner, op: &WriteOp) -> Result<Undo> {
         match op {
             WriteOp::Append(entries) => {
+                let prev_next = inner.next;
                 let max = self.shared.opts.max_payload_bytes();
                 let mut expected = inner.expected_next();
                 for e in entries {
@@ -643,6 +644,9 @@ impl Wal {
                         inner.hot_front = 0;
                     }
                 }
+                if let Some(last) = entries.last() {
+                    inner.next = Some(last.id.index.0 + 1);
+                }
                 for e in entries {
                     inner.hot_bytes += e.payload.len();
                     inner.slots.push_back(Slot {
@@ -653,7 +657,7 @@ impl Wal {
                         hot: Some(e.payload.clone()),
                     });
                 }
-                Ok(Undo::Append(entries.len()))
+                Ok(Undo::Append(entries.len(), prev_next))
             }
             WriteOp::TruncateAfter(after) => {
                 if let Some(p) = inner.last_purged.map(|p| p.index.0) {
@@ -672,6 +676,10 @@ impl Wal {
                 while inner.slots.len() as u64 > keep {
                     inner.pop_back();
                 }
+                inner.next = match after {
+                    Some(a) => Some(a.0 + 1),
+                    None => inner.last_purged.map(|p| p.index.0 + 1),
+                };
                 Ok(Undo::Nothing)
             }
             WriteOp::PurgeThrough(id) => {
@@ -691,6 +699,9 @@ impl Wal {
                     inner.hot_front = 0;
                 }
                 inner.last_purged = Some(*id);
+                if inner.next.is_none_or(|n| n <= id.index.0) {
+                    inner.next = Some(id.index.0 + 1);
+                }
                 Ok(Undo::Nothing)
             }
             WriteOp::SaveVote(v) => {
@@ -728,16 +739,17 @@ impl Drop for Wal {
 /// closed in between). Only appends need it: the others are refused before any caller can
 /// observe them, because the caller gets an error back.
 enum Undo {
-    Append(usize),
+    Append(usize, Option<u64>),
     Nothing,
 }
 
 impl Undo {
     fn revert(self, inner: &mut Inner) {
-        if let Undo::Append(n) = self {
+        if let Undo::Append(n, next) = self {
             for _ in 0..n {
                 inner.pop_back();
             }
+            inner.next = next;
         }
     }
 }

@@ -82,7 +82,7 @@ impl Writer {
                 max_index: r.max_index,
             })
         });
-        let next_index = rec.base + rec.entries.len() as u64;
+        let next_index = rec.next.unwrap_or(rec.base + rec.entries.len() as u64);
         Writer {
             shared,
             active,

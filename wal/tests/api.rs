@@ -170,6 +170,29 @@ fn vote_is_durable_and_survives_segment_recycling() {
 }
 
 #[test]
+fn truncating_below_the_first_entry_continues_at_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open_fs(dir.path(), BackendChoice::Portable, SMALL_SEGMENT);
+    wal.append(entries(5, 7, 1, 10)).unwrap();
+    wal.truncate_after(Some(LogIndex(2))).unwrap();
+    assert_eq!(wal.last_index().unwrap(), None);
+    assert!(matches!(
+        wal.append(entries(9, 9, 2, 10)),
+        Err(WalError::NonContiguous {
+            expected: LogIndex(3),
+            ..
+        })
+    ));
+    wal.append(entries(3, 4, 2, 10)).unwrap();
+    drop(wal);
+    let wal = open_fs(dir.path(), BackendChoice::Portable, SMALL_SEGMENT);
+    assert_eq!(
+        wal.entries(LogIndex(3), LogIndex(5)).unwrap(),
+        entries(3, 4, 2, 10)
+    );
+}
+
+#[test]
 fn purge_past_the_end_then_continue() {
     each_backend(|b| {
         let dir = tempfile::tempdir().unwrap();
