@@ -45,6 +45,8 @@ struct Fault {
     errno: i32,
     /// Keep failing after the first hit.
     sticky: bool,
+    /// Only the commit step (`write_sync`) counts and fails, not segment preparation.
+    commit_only: bool,
 }
 
 #[derive(Default)]
@@ -90,6 +92,19 @@ impl SimStore {
             skip,
             errno,
             sticky,
+            commit_only: false,
+        });
+    }
+
+    /// Like [`inject`](Self::inject), but only calls of the commit step (`write_sync`: the
+    /// log's batch writes) count and fail; background segment preparation is untouched.
+    pub fn inject_commit(&self, op: FaultOp, skip: u64, errno: i32, sticky: bool) {
+        self.lock().fault = Some(Fault {
+            op,
+            skip,
+            errno,
+            sticky,
+            commit_only: true,
         });
     }
 
@@ -223,20 +238,13 @@ fn not_found(name: &str) -> io::Error {
 }
 
 /// Counts a call and returns the injected error, if this call is the one to fail.
-fn check_fault(s: &mut State, op: FaultOp) -> io::Result<()> {
-    let count = match op {
-        FaultOp::Write => {
-            s.writes += 1;
-            s.writes
-        }
-        FaultOp::Sync => {
-            s.syncs += 1;
-            s.syncs
-        }
-    };
-    let _ = count;
+fn check_fault(s: &mut State, op: FaultOp, commit: bool) -> io::Result<()> {
+    match op {
+        FaultOp::Write => s.writes += 1,
+        FaultOp::Sync => s.syncs += 1,
+    }
     if let Some(f) = s.fault.as_mut() {
-        if f.op == op {
+        if f.op == op && (commit || !f.commit_only) {
             if f.skip > 0 {
                 f.skip -= 1;
             } else {
@@ -307,8 +315,8 @@ struct SimHandle {
 }
 
 impl SimHandle {
-    fn write(&self, s: &mut State, buf: &[u8], offset: u64) -> io::Result<()> {
-        check_fault(s, FaultOp::Write)?;
+    fn write(&self, s: &mut State, buf: &[u8], offset: u64, commit: bool) -> io::Result<()> {
+        check_fault(s, FaultOp::Write, commit)?;
         let f = s
             .files
             .get_mut(&self.id)
@@ -322,8 +330,8 @@ impl SimHandle {
         Ok(())
     }
 
-    fn sync(&self, s: &mut State) -> io::Result<()> {
-        check_fault(s, FaultOp::Sync)?;
+    fn sync(&self, s: &mut State, commit: bool) -> io::Result<()> {
+        check_fault(s, FaultOp::Sync, commit)?;
         let f = s
             .files
             .get_mut(&self.id)
@@ -355,12 +363,12 @@ impl SegmentFile for SimHandle {
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut s = self.store.lock();
-        self.write(&mut s, buf, offset)
+        self.write(&mut s, buf, offset, false)
     }
 
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.store.lock();
-        self.sync(&mut s)
+        self.sync(&mut s, false)
     }
 
     fn write_sync(&self, buf: &[u8], offset: u64) -> io::Result<()> {
@@ -368,9 +376,9 @@ impl SegmentFile for SimHandle {
         // between them, as power can.
         {
             let mut s = self.store.lock();
-            self.write(&mut s, buf, offset)?;
+            self.write(&mut s, buf, offset, true)?;
         }
         let mut s = self.store.lock();
-        self.sync(&mut s)
+        self.sync(&mut s, true)
     }
 }

@@ -8,6 +8,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata_wal::{BackendChoice, Entry, FsStore, LogIndex, Wal, WalOptions, WriteOp};
+
+/// One MiB.
+pub const MIB: u64 = 1 << 20;
 
 /// Payload size of the small-entry benchmarks.
 pub const SMALL: usize = 256;
@@ -128,9 +132,7 @@ impl WalAppender {
     /// Purges everything appended so far (not timed by callers) so that full segments are
     /// recycled, as a raft layer's snapshot-driven purges do in steady state.
     pub fn purge_all(&mut self) {
-        self.wal
-            .purge_before(LogIndex(self.next))
-            .expect("purge");
+        self.wal.purge_before(LogIndex(self.next)).expect("purge");
     }
 }
 
@@ -161,7 +163,10 @@ impl RawFile {
             at += n as u64;
         }
         file.sync_data().expect("fdatasync");
-        File::open(dir.path()).expect("open dir").sync_all().expect("fsync dir");
+        File::open(dir.path())
+            .expect("open dir")
+            .sync_all()
+            .expect("fsync dir");
         RawFile {
             file,
             pos: 0,
@@ -330,4 +335,167 @@ pub fn median(v: &[f64]) -> f64 {
     } else {
         (s[n / 2 - 1] + s[n / 2]) / 2.0
     }
+}
+
+/// A log built once for the recovery benchmark.
+pub struct RecoveryLog {
+    pub dir: PathBuf,
+    pub segment_bytes: u64,
+    /// Bytes `Wal::open` reads (the segment files).
+    pub bytes: u64,
+    pub segments: usize,
+    pub entries: u64,
+}
+
+impl RecoveryLog {
+    pub fn opts(&self, backend: BackendChoice) -> WalOptions {
+        WalOptions {
+            backend,
+            segment_bytes: self.segment_bytes,
+            ..WalOptions::default()
+        }
+    }
+
+    pub fn segment_files(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Drops the segment files' pages from the page cache (they are clean: fdatasynced).
+    #[allow(unsafe_code)]
+    pub fn evict(&self) {
+        for p in self.segment_files() {
+            let f = File::open(&p).unwrap();
+            // SAFETY: posix_fadvise only takes a file descriptor that stays open for the call
+            // and integer arguments; it touches no memory of ours.
+            let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            assert_eq!(rc, 0, "posix_fadvise({})", p.display());
+        }
+    }
+
+    /// Opens the log and checks it recovered whole; returns the open time.
+    pub fn open_timed(&self, backend: BackendChoice) -> Duration {
+        let t = Instant::now();
+        let wal = Wal::open(&self.dir, self.opts(backend)).expect("open");
+        let d = t.elapsed();
+        let r = wal.recovery_report();
+        assert_eq!((r.entries, r.bytes_scanned), (self.entries, self.bytes));
+        drop(wal);
+        d
+    }
+
+    /// Reads every segment file sequentially, as recovery does; optionally checksums it.
+    pub fn raw_read(&self, crc: bool) -> (Duration, u32) {
+        let mut buf = vec![0u8; self.segment_bytes as usize];
+        let mut sum = 0u32;
+        let files: Vec<File> = self
+            .segment_files()
+            .iter()
+            .map(|p| File::open(p).unwrap())
+            .collect();
+        let t = Instant::now();
+        for f in &files {
+            let len = f.metadata().unwrap().len() as usize;
+            f.read_exact_at(&mut buf[..len], 0).unwrap();
+            if crc {
+                sum ^= crc32c::crc32c(&buf[..len]);
+            }
+        }
+        (t.elapsed(), sum)
+    }
+}
+
+/// Builds (once; reused by later runs while its marker file exists) a log of `target` bytes of
+/// segment files with 256 B..4 KiB entries.
+pub fn recovery_log(dir: &Path, segment_bytes: u64, target: u64) -> RecoveryLog {
+    let marker = dir.with_extension("built");
+    let mut log = RecoveryLog {
+        dir: dir.to_path_buf(),
+        segment_bytes,
+        bytes: 0,
+        segments: 0,
+        entries: 0,
+    };
+    if let Ok(s) = std::fs::read_to_string(&marker) {
+        let v: Vec<u64> = s
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [bytes, segments, entries] = v[..] {
+            if dir.is_dir() {
+                log.bytes = bytes;
+                log.segments = segments as usize;
+                log.entries = entries;
+                eprintln!(
+                    "recovery: reusing {} ({} segments, {} entries, {} MiB)",
+                    dir.display(),
+                    segments,
+                    entries,
+                    bytes >> 20
+                );
+                return log;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&marker);
+    let _ = std::fs::remove_dir_all(dir);
+    eprintln!(
+        "recovery: building a {} MiB log in {} (once)...",
+        target >> 20,
+        dir.display()
+    );
+    let t = Instant::now();
+    let data = payload(8192, 6);
+    {
+        let wal = Wal::open(dir, log.opts(BackendChoice::Portable)).expect("open");
+        // Fill all segments but the last, and the last one half: `target` bytes of files.
+        let want = target - segment_bytes / 2;
+        let mut written = 0u64;
+        let mut index = 1u64;
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        while written < want {
+            let mut batch = Vec::new();
+            let mut batch_bytes = 0;
+            while batch_bytes < (4 << 20).min(segment_bytes / 4) && written < want {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let len = 256 + (x % (4096 - 256 + 1)) as usize;
+                let off = (x >> 32) as usize % (8192 - len);
+                batch.push(Entry::new(1, 1, index, data.slice(off..off + len)));
+                index += 1;
+                // Record header (40) + entry prefix (24) + payload, 8-byte aligned.
+                let rec = (64 + len as u64).next_multiple_of(8);
+                batch_bytes += rec;
+                written += rec;
+            }
+            wal.append(batch).expect("append");
+        }
+        wal.close().expect("close");
+    }
+    let wal = Wal::open(dir, log.opts(BackendChoice::Portable)).expect("reopen");
+    let r = wal.recovery_report().clone();
+    drop(wal);
+    log.bytes = r.bytes_scanned;
+    log.segments = r.segments;
+    log.entries = r.entries;
+    assert_eq!(log.bytes, target, "log size: {r:?}");
+    std::fs::write(
+        &marker,
+        format!("{} {} {}\n", log.bytes, log.segments, log.entries),
+    )
+    .unwrap();
+    eprintln!(
+        "recovery: built {} segments, {} entries, {} MiB in {:.1?}",
+        log.segments,
+        log.entries,
+        log.bytes >> 20,
+        t.elapsed()
+    );
+    log
 }
