@@ -161,6 +161,8 @@ struct Scan {
     leftovers_end: u64,
     /// Whether bytes of this segment's own records were found at `end_pos` (a torn record).
     torn: bool,
+    /// Why the chain stopped there, if it stopped at such a record.
+    stop: Option<String>,
 }
 
 pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Recovered> {
@@ -247,8 +249,38 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
             next_lsn = scan.next_lsn;
             break;
         }
+        if !is_last && scan.torn {
+            // Rule 4: the next segment proves this one's batches were durable.
+            let reason = format!(
+                "{}; the log continues in a later segment",
+                scan.stop.as_deref().unwrap_or("bad record")
+            );
+            if opts.recovery != RecoveryMode::Repair {
+                return Err(WalError::corrupted(&path, scan.end_pos, reason));
+            }
+            zero_range(file.as_ref(), &path, scan.end_pos, buf.len() as u64)?;
+            move_aside(store, &seg_names[i + 1..])?;
+            report.repaired = Some((path.clone(), scan.end_pos, reason));
+            next_lsn = scan.next_lsn;
+            segments.push(RecoveredSegment {
+                name: name.clone(),
+                file,
+                header,
+                max_index: scan.max_index,
+                end_pos,
+                last_crc,
+            });
+            break;
+        }
         if is_last && (scan.torn || scan.leftovers_end > scan.end_pos) {
-            let zero_end = scan.leftovers_end.max(scan.end_pos);
+            // Zero the torn record's header too, so the log's end is a clean one even if this
+            // segment fills up and stops being the last.
+            let torn_end = if scan.torn {
+                scan.end_pos + format::RECORD_HEADER_LEN as u64
+            } else {
+                scan.end_pos
+            };
+            let zero_end = scan.leftovers_end.max(torn_end).min(buf.len() as u64);
             zero_range(file.as_ref(), &path, scan.end_pos, zero_end)?;
             report.torn_tail = Some(TornTail {
                 file: path.clone(),
@@ -438,9 +470,9 @@ fn scan_segment(
                 .unwrap_or_else(|| "the segment's first batch is incomplete".to_string()),
         ));
     }
-    // Rule 3: look for records after the stop point.
+    // Rule 3: look for records at and after the stop point.
     let mut leftovers_end = end_pos;
-    let mut p = pos + RECORD_ALIGN;
+    let mut p = pos;
     while p + format::RECORD_HEADER_LEN <= buf.len() {
         if let Ok(r) = format::decode_record(buf, p, header) {
             let end = (p + r.header.total_len()) as u64;
@@ -469,6 +501,7 @@ fn scan_segment(
         corrupt,
         leftovers_end,
         torn,
+        stop,
     })
 }
 

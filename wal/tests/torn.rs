@@ -284,3 +284,52 @@ fn garbage_and_truncated_files_give_errors_not_panics() {
         Err(WalError::Corrupted { .. })
     ));
 }
+
+/// Regression: a torn record at the very end of a segment, cut at open, followed by a record
+/// too big for the space left, so that segment stops being the last one. Its end must read as
+/// a clean end afterwards (recovery zeroes the torn record's header), not as corruption.
+#[test]
+fn torn_tail_at_a_segment_end_stays_clean_after_rotation() {
+    let store = SimStore::new();
+    let wal = open_sim(&store, opts(SMALL_SEGMENT)).unwrap();
+    let segs = |s: &SimStore| {
+        s.names()
+            .into_iter()
+            .filter(|n| n.ends_with(".wal"))
+            .count()
+    };
+    // Fill the first segment one entry (1064-byte record) at a time until one more would not fit.
+    let mut i = 1u64;
+    loop {
+        let probe = store.crash_image(strata_wal::testing::CrashMode::DropUnsynced);
+        wal.append(entries(i, i, 1, 1000)).unwrap();
+        if segs(&store) > 1 {
+            // Entry i went to a new segment: go back to the image before it.
+            drop(wal);
+            let seg = probe
+                .names()
+                .into_iter()
+                .find(|n| n.ends_with(".wal"))
+                .unwrap();
+            let mut bytes = probe.file_bytes(&seg).unwrap();
+            let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+            let end = end.div_ceil(8) * 8;
+            let start = end - 1064;
+            // The last record's header reached the disk, its payload did not.
+            bytes[start + 40..end].fill(0);
+            probe.put_file(&seg, bytes);
+            let wal = open_sim(&probe, opts(SMALL_SEGMENT)).unwrap();
+            assert!(wal.recovery_report().torn_tail.is_some());
+            assert_eq!(wal.last_index().unwrap(), Some(LogIndex(i - 2)));
+            // Too big for the space left: goes to a new segment.
+            wal.append(entries(i - 1, i - 1, 2, 3000)).unwrap();
+            drop(wal);
+            assert_eq!(segs(&probe), 2);
+            let wal =
+                open_sim(&probe, opts(SMALL_SEGMENT)).expect("a cut torn tail is a clean end");
+            assert_eq!(wal.last_index().unwrap(), Some(LogIndex(i - 1)));
+            return;
+        }
+        i += 1;
+    }
+}
