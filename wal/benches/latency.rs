@@ -16,7 +16,8 @@
 //!    cold page cache, against raw sequential reads of the same files.
 //!
 //! Knobs (environment): `STRATA_BENCH_ROUNDS` (default 10) and `STRATA_BENCH_APPENDS` (2000)
-//! for section 1; `STRATA_BENCH_TPUT_ROUNDS` (3) for sections 2-4; `STRATA_BENCH_SKIP_RECOVERY`.
+//! for section 1; `STRATA_BENCH_TPUT_ROUNDS` (5) for sections 2-4; `STRATA_BENCH_ONLY` (a
+//! comma-separated subset of `single,concurrent,batches,recovery`).
 //!
 //! Without `--bench` (as under `cargo test --benches`) it exits at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -60,10 +61,18 @@ fn main() {
         "bench dir: {} (check `df -T` of it)",
         bench_root().display()
     );
-    single_appender(&backends);
-    concurrent(&backends);
-    batches_1mib(&backends);
-    if std::env::var_os("STRATA_BENCH_SKIP_RECOVERY").is_none() {
+    let only = std::env::var("STRATA_BENCH_ONLY").unwrap_or_default();
+    let run = |s: &str| only.is_empty() || only.split(',').any(|o| o == s);
+    if run("single") {
+        single_appender(&backends);
+    }
+    if run("concurrent") {
+        concurrent(&backends);
+    }
+    if run("batches") {
+        batches_1mib(&backends);
+    }
+    if run("recovery") {
         recovery(&backends);
     }
 }
@@ -172,7 +181,7 @@ fn single_appender(backends: &[(&'static str, BackendChoice)]) {
             (false, false) => "missed",
         };
         println!(
-            "| {} | {m50:.2}x | {m99:.2}x | {} | {} | {met} |",
+            "| {} | {m50:.3}x | {m99:.3}x | {} | {} | {met} |",
             backends[s - 1].0,
             range(&p50_ratio[s]),
             range(&p99_ratio[s]),
@@ -182,7 +191,7 @@ fn single_appender(backends: &[(&'static str, BackendChoice)]) {
 
 /// Section 2.
 fn concurrent(backends: &[(&'static str, BackendChoice)]) {
-    let rounds = env_or("STRATA_BENCH_TPUT_ROUNDS", 3);
+    let rounds = env_or("STRATA_BENCH_TPUT_ROUNDS", 5);
     let raw_secs = Duration::from_secs(1);
     let wal_secs = Duration::from_secs(2);
     let data = payload(SMALL, 2);
@@ -255,7 +264,7 @@ fn concurrent(backends: &[(&'static str, BackendChoice)]) {
         let hi = rate[s].iter().copied().fold(0.0, f64::max);
         let r = median(&ratio[s]);
         println!(
-            "| {label} | {tasks} | {m:.0} | {lo:.0}..{hi:.0} | {:.0} | {r:.1}x | {} | {} |",
+            "| {label} | {tasks} | {m:.0} | {lo:.0}..{hi:.0} | {:.0} | {r:.2}x | {} | {} |",
             median(&rate[0]),
             if r >= 20.0 { "met" } else { "missed" },
             if m >= 200_000.0 { "met" } else { "missed" },
@@ -265,7 +274,7 @@ fn concurrent(backends: &[(&'static str, BackendChoice)]) {
 
 /// Section 3.
 fn batches_1mib(backends: &[(&'static str, BackendChoice)]) {
-    let rounds = env_or("STRATA_BENCH_TPUT_ROUNDS", 3);
+    let rounds = env_or("STRATA_BENCH_TPUT_ROUNDS", 5);
     let per = 64; // appends per side per round: 64 MiB, one segment's worth
     let raw_buf = payload(MIB as usize, 3).to_vec();
     let big = vec![payload(MIB as usize, 4)];
@@ -279,15 +288,18 @@ fn batches_1mib(backends: &[(&'static str, BackendChoice)]) {
         variants.push((label, "1x1MiB", &big, WalAppender::new(*b)));
         variants.push((label, "4096x256B", &small, WalAppender::new(*b)));
     }
-    // Warm-up: one segment's worth each (and a purge so segments get recycled).
-    for _ in 0..8 {
+    // Warm-up, untimed: three segments' worth each, purging as in the rounds, so that the
+    // pool of prepared segments is in its steady state (recycled files, no zero-filling).
+    for _ in 0..64 {
         raw.write_sync(&raw_buf);
     }
     for (_, _, p, w) in &mut variants {
-        for _ in 0..8 {
+        for i in 0..192 {
             w.append_many(p);
+            if i % 32 == 31 {
+                w.purge_all();
+            }
         }
-        w.purge_all();
     }
     let sides = 1 + variants.len();
     let mut mbs: Vec<Vec<f64>> = vec![Vec::new(); sides];
@@ -343,7 +355,7 @@ fn batches_1mib(backends: &[(&'static str, BackendChoice)]) {
         let hi = mbs[s].iter().copied().fold(0.0, f64::max);
         let r = median(&ratio[s]);
         println!(
-            "| {label} | {shape} | {m:.0} | {lo:.0}..{hi:.0} | {:.0} | {:.0}% | {} |",
+            "| {label} | {shape} | {m:.0} | {lo:.0}..{hi:.0} | {:.0} | {:.1}% | {} |",
             median(&mbs[0]),
             r * 100.0,
             if r >= 0.8 { "met" } else { "missed" },
@@ -353,7 +365,7 @@ fn batches_1mib(backends: &[(&'static str, BackendChoice)]) {
 
 /// Section 4.
 fn recovery(backends: &[(&'static str, BackendChoice)]) {
-    let rounds = env_or("STRATA_BENCH_TPUT_ROUNDS", 3);
+    let rounds = env_or("STRATA_BENCH_TPUT_ROUNDS", 5);
     let log = recovery_log(&bench_root().join("recovery-1GiB"), 64 * MIB, 1 << 30);
     // (name, cold, backend: None = raw read)
     let mut variants: Vec<(String, bool, Option<BackendChoice>)> = Vec::new();
