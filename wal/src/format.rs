@@ -397,8 +397,36 @@ pub(crate) fn encode_entry_prefix(id: &LogId) -> [u8; ENTRY_PREFIX_LEN] {
 
 /// Decodes a verified record's payload. `max_entry_bytes` bounds decompression.
 pub(crate) fn decode_payload(rec: &RawRecord<'_>, max_entry_bytes: u64) -> Result<Payload, String> {
+    decode_payload_with(rec, max_entry_bytes, true)
+}
+
+/// Like [`decode_payload`], but an entry's data is left out (empty): recovery needs only ids
+/// and locations, and the checksum already covers the data.
+pub(crate) fn decode_payload_meta(rec: &RawRecord<'_>) -> Result<Payload, String> {
+    decode_payload_with(rec, 0, false)
+}
+
+fn decode_payload_with(
+    rec: &RawRecord<'_>,
+    max_entry_bytes: u64,
+    with_data: bool,
+) -> Result<Payload, String> {
     let p = rec.payload;
     match rec.header.kind {
+        RecordKind::Entry if !with_data => {
+            if p.len() < ENTRY_PREFIX_LEN || rec.header.flags & !FLAG_ZSTD != 0 {
+                return Err("malformed entry record".into());
+            }
+            let id = LogId {
+                term: Term(get_u64(p, 0).unwrap_or(0)),
+                leader: NodeId(get_u64(p, 8).unwrap_or(0)),
+                index: LogIndex(get_u64(p, 16).unwrap_or(0)),
+            };
+            Ok(Payload::Entry {
+                id,
+                data: bytes::Bytes::new(),
+            })
+        }
         RecordKind::Entry => {
             let id = LogId {
                 term: Term(get_u64(p, 0).ok_or("entry payload too short")?),

@@ -30,7 +30,7 @@
 //! segment zero-filled and ready. No lock is held across I/O.
 //!
 //! ## Reading the source
-//! 1. [`format`](crate) (`format.rs`): the bytes on disk.
+//! 1. `format.rs`: the bytes on disk.
 //! 2. `wal.rs`: the API and the logical log that readers see at once.
 //! 3. `pipeline.rs`: the appenders/flusher hand-off (and its loom model).
 //! 4. `writer.rs`: batching, sealing, rotation, recycling.

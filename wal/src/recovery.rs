@@ -375,7 +375,8 @@ fn read_segment(
             format!("segment file is {len} bytes"),
         ));
     }
-    buf.clear();
+    // Every byte is overwritten by the read: resize without clearing, so a reused buffer of
+    // the same size is not zero-filled again.
     buf.resize(len as usize, 0);
     file.read_exact_at(buf, 0)
         .map_err(|e| WalError::io("read", path, e))?;
@@ -408,7 +409,6 @@ fn scan_segment(
     replay: &mut Replay,
     seq: u64,
 ) -> std::result::Result<Scan, (u64, String)> {
-    let max_payload = header.segment_bytes;
     let mut pos = SEGMENT_HEADER_LEN;
     let mut expected = header.first_lsn;
     let mut prev_crc = header.chain_start();
@@ -441,7 +441,7 @@ fn scan_segment(
             ));
             break;
         }
-        let payload = format::decode_payload(&rec, max_payload)
+        let payload = format::decode_payload_meta(&rec)
             .map_err(|r| (pos as u64, format!("verified record does not decode: {r}")))?;
         let loc = Loc {
             seg: seq,

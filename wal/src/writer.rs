@@ -204,21 +204,21 @@ impl Writer {
         };
         let pos = self.buf.len();
         let offset = active.write_pos + pos as u64;
-        self.buf.resize(pos + len, 0);
-        let rec = &mut self.buf[pos..pos + len];
+        let mut header = [0u8; RECORD_HEADER_LEN];
         format::write_record_header(
-            rec,
+            &mut header,
             active.header.tag(),
             payload_len as u32,
             self.next_lsn,
             kind,
             flags,
         );
-        let mut at = RECORD_HEADER_LEN;
+        // Append rather than zero-fill and copy: the payload is touched once.
+        self.buf.extend_from_slice(&header);
         for p in parts {
-            rec[at..at + p.len()].copy_from_slice(p);
-            at += p.len();
+            self.buf.extend_from_slice(p);
         }
+        self.buf.resize(pos + len, 0);
         self.next_lsn += 1;
         self.recs.push(pos);
         Ok((offset, len as u32))
