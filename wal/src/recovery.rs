@@ -25,7 +25,7 @@ use crate::format::{
 use crate::pool::Prepared;
 use crate::store::{SegmentFile, SegmentStore};
 use crate::types::LogId;
-use crate::wal::{Loc, RecoveryMode, WalOptions};
+use crate::wal::{INDEX_MAX, Loc, RecoveryMode, WalOptions, next_after_purge, next_after_truncate};
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,6 +98,14 @@ struct Replay {
 
 impl Replay {
     fn apply(&mut self, payload: Payload, loc: Loc) -> std::result::Result<(), String> {
+        let index = match &payload {
+            Payload::Entry { id, .. } => Some(id.index),
+            Payload::Truncate { after } => *after,
+            Payload::State(s) => s.purged.map(|p| p.index),
+        };
+        if index.is_some_and(|i| i.0 > INDEX_MAX) {
+            return Err(format!("index {index:?} is out of range"));
+        }
         match payload {
             Payload::Entry { id, .. } => {
                 let free = std::mem::take(&mut self.free_start);
@@ -113,20 +121,17 @@ impl Replay {
                     self.base = id.index.0;
                 }
                 self.entries.push_back((id, loc));
-                self.next = Some(id.index.0 + 1);
+                self.next = Some(id.index.0.saturating_add(1));
             }
             Payload::Truncate { after } => {
                 let keep = match after {
                     None => 0,
-                    Some(a) => (a.0 + 1).saturating_sub(self.base),
+                    Some(a) => a.0.saturating_add(1).saturating_sub(self.base),
                 };
                 while self.entries.len() as u64 > keep {
                     self.entries.pop_back();
                 }
-                self.next = match after {
-                    Some(a) => Some(a.0 + 1),
-                    None => self.state.purged.map(|p| p.index.0 + 1),
-                };
+                self.next = next_after_truncate(self.next, after, self.state.purged);
             }
             Payload::State(s) => {
                 if let Some(p) = s.purged {
@@ -135,11 +140,9 @@ impl Replay {
                         self.base += 1;
                     }
                     if self.entries.is_empty() {
-                        self.base = p.index.0 + 1;
+                        self.base = p.index.0.saturating_add(1);
                     }
-                    if self.next.is_none_or(|n| n <= p.index.0) {
-                        self.next = Some(p.index.0 + 1);
-                    }
+                    self.next = next_after_purge(self.next, p.index);
                 }
                 self.state = s;
             }
@@ -163,6 +166,8 @@ struct Scan {
     torn: bool,
     /// Why the chain stopped there, if it stopped at such a record.
     stop: Option<String>,
+    /// Whether the segment's first batch (header + anchoring state record) is whole.
+    first_batch_whole: bool,
 }
 
 pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Recovered> {
@@ -186,6 +191,14 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
     };
     let mut segments: Vec<RecoveredSegment> = Vec::new();
     let mut next_lsn = 1u64;
+    // Names are untrusted: a sequence number at the very top would leave no successor.
+    if let Some((_, name)) = seg_names.iter().find(|(seq, _)| *seq == u64::MAX) {
+        return Err(WalError::corrupted(
+            &store.describe(name),
+            0,
+            "segment sequence number out of range",
+        ));
+    }
     let mut next_seq = seg_names.last().map_or(1, |(s, _)| s + 1);
     let mut buf = Vec::new();
     let count = seg_names.len();
@@ -233,6 +246,14 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
         if let Some((off, reason)) = scan.corrupt.clone() {
             if opts.recovery != RecoveryMode::Repair {
                 return Err(WalError::corrupted(&path, off, reason));
+            }
+            if !scan.first_batch_whole {
+                // Nothing of this segment can be kept (its anchoring first batch is damaged):
+                // move it and everything after it aside and recover what is left.
+                move_aside(store, &seg_names[i..])?;
+                let mut rec = recover(store, opts)?;
+                rec.report.repaired = Some((path, off, reason));
+                return Ok(rec);
             }
             // Cut here: zero the rest of this segment, move later segments aside.
             zero_range(file.as_ref(), &path, scan.end_pos, buf.len() as u64)?;
@@ -307,7 +328,7 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
             replay.base += 1;
         }
         if replay.entries.is_empty() {
-            replay.base = p.index.0 + 1;
+            replay.base = p.index.0.saturating_add(1);
         }
     }
     if let Some(first) = segments.first() {
@@ -332,32 +353,31 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
     })
 }
 
-/// Segments before the first one were recycled only after a purge covered them, so the log
-/// must start right after the purge mark (or be empty).
+/// Segments before the first one were recycled only after a purge covered everything they
+/// held, so the first segment's `first_index` (the index the log would continue at when it was
+/// started; 0 when any index would have done) must be at most the final purge mark + 1.
+/// Otherwise entries in between are gone: earlier segments are missing.
 fn check_no_missing_prefix(
     first: &RecoveredSegment,
     replay: &Replay,
     store: &dyn SegmentStore,
 ) -> Result<()> {
-    if first.header.seq <= 1 || replay.entries.is_empty() {
-        return Ok(());
-    }
-    let ok = replay
+    let covered = replay
         .state
         .purged
-        .is_some_and(|p| replay.base <= p.index.0 + 1);
-    if ok {
-        Ok(())
-    } else {
-        Err(WalError::corrupted(
-            &store.describe(&first.name),
-            0,
-            format!(
-                "the log starts at entry {} but nothing before it was purged: earlier segments are missing",
-                replay.base
-            ),
-        ))
+        .map_or(0, |p| p.index.0.saturating_add(1));
+    if first.header.seq <= 1 || first.header.first_index <= covered {
+        return Ok(());
     }
+    Err(WalError::corrupted(
+        &store.describe(&first.name),
+        0,
+        format!(
+            "the log continued at entry {} when this segment was started, but entries before \
+             it are neither here nor purged: earlier segments are missing",
+            first.header.first_index
+        ),
+    ))
 }
 
 /// Reads a whole segment into `buf` and verifies its header.
@@ -502,6 +522,7 @@ fn scan_segment(
         leftovers_end,
         torn,
         stop,
+        first_batch_whole,
     })
 }
 
@@ -551,7 +572,7 @@ fn recover_pool(
         let Some(n) = format::parse_pool_name(name) else {
             continue;
         };
-        next = next.max(n + 1);
+        next = next.max(n.saturating_add(1));
         let path = store.describe(name);
         let file = store
             .open(name)

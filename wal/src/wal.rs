@@ -109,6 +109,30 @@ pub enum WriteOp {
     SaveVote(Vote),
 }
 
+/// The largest index an entry may have: one below `u64::MAX`, so "the index after" always
+/// exists.
+pub(crate) const INDEX_MAX: u64 = u64::MAX - 1;
+
+/// The next-index rule after `truncate_after(after)`: the log continues at the cut, unless the
+/// cut lies past its end; truncating everything continues after the purge mark (or anywhere).
+/// Shared by the live log and recovery's replay so they can never disagree.
+pub(crate) fn next_after_truncate(
+    next: Option<u64>,
+    after: Option<LogIndex>,
+    purged: Option<LogId>,
+) -> Option<u64> {
+    match after {
+        Some(a) => next.map(|n| n.min(a.0.saturating_add(1))),
+        None => purged.map(|p| p.index.0.saturating_add(1)),
+    }
+}
+
+/// The next-index rule after a purge through `through`: a purge past the end moves it forward.
+pub(crate) fn next_after_purge(next: Option<u64>, through: LogIndex) -> Option<u64> {
+    let after = through.0.saturating_add(1);
+    Some(next.map_or(after, |n| n.max(after)))
+}
+
 /// Where a durable entry's record lives.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Loc {
@@ -493,7 +517,7 @@ impl Wal {
         if end.0 <= start.0 {
             return Ok(Vec::new());
         }
-        let mut out: Vec<Option<Entry>> = Vec::with_capacity((end.0 - start.0) as usize);
+        let mut out: Vec<Option<Entry>> = Vec::new();
         let mut cold: Vec<(usize, LogId, Loc)> = Vec::new();
         let mut segs: BTreeMap<u64, SegRef> = BTreeMap::new();
         {
@@ -513,6 +537,8 @@ impl Wal {
                     index: LogIndex(next.max(start.0)),
                 });
             }
+            // Only now is the range known to be small enough to allocate for.
+            out.reserve_exact((end.0 - start.0) as usize);
             for index in start.0..end.0 {
                 let slot = &inner.slots[(index - first) as usize];
                 let id = LogId {
@@ -630,6 +656,12 @@ impl Wal {
                 let max = self.shared.opts.max_payload_bytes();
                 let mut expected = inner.expected_next();
                 for e in entries {
+                    if e.id.index.0 > INDEX_MAX {
+                        return Err(WalError::InvalidArgument(format!(
+                            "entry index {} is out of range",
+                            e.id.index
+                        )));
+                    }
                     if let Some(x) = expected {
                         if e.id.index.0 != x {
                             return Err(WalError::NonContiguous {
@@ -668,6 +700,11 @@ impl Wal {
                 Ok(Undo::Append(entries.len(), prev_next))
             }
             WriteOp::TruncateAfter(after) => {
+                if after.is_some_and(|a| a.0 > INDEX_MAX) {
+                    return Err(WalError::InvalidArgument(format!(
+                        "truncate index {after:?} is out of range"
+                    )));
+                }
                 if let Some(p) = inner.last_purged.map(|p| p.index.0) {
                     if after.is_none_or(|a| a.0 < p) {
                         return Err(WalError::InvalidArgument(format!(
@@ -684,13 +721,16 @@ impl Wal {
                 while inner.slots.len() as u64 > keep {
                     inner.pop_back();
                 }
-                inner.next = match after {
-                    Some(a) => Some(a.0 + 1),
-                    None => inner.last_purged.map(|p| p.index.0 + 1),
-                };
+                inner.next = next_after_truncate(inner.next, *after, inner.last_purged);
                 Ok(Undo::Nothing)
             }
             WriteOp::PurgeThrough(id) => {
+                if id.index.0 > INDEX_MAX {
+                    return Err(WalError::InvalidArgument(format!(
+                        "purge index {} is out of range",
+                        id.index
+                    )));
+                }
                 if let Some(p) = inner.last_purged {
                     if id.index.0 < p.index.0 {
                         return Err(WalError::InvalidArgument(format!(
@@ -707,9 +747,7 @@ impl Wal {
                     inner.hot_front = 0;
                 }
                 inner.last_purged = Some(*id);
-                if inner.next.is_none_or(|n| n <= id.index.0) {
-                    inner.next = Some(id.index.0 + 1);
-                }
+                inner.next = next_after_purge(inner.next, id.index);
                 Ok(Undo::Nothing)
             }
             WriteOp::SaveVote(v) => {

@@ -11,7 +11,7 @@ use crate::format::{
 use crate::recovery::Recovered;
 use crate::store::SegmentFile;
 use crate::types::{Entry, LogIndex};
-use crate::wal::{Loc, PendingOp, SegRef, Shared, WriteOp};
+use crate::wal::{Loc, PendingOp, SegRef, Shared, WriteOp, next_after_purge, next_after_truncate};
 
 /// The segment being written.
 struct Active {
@@ -41,8 +41,9 @@ pub(crate) struct Writer {
     retained: VecDeque<Retained>,
     next_lsn: u64,
     next_seq: u64,
-    /// Index the next appended entry will have (names new segments).
-    next_index: u64,
+    /// Index the next appended entry must have, by the same rules as the logical log; a new
+    /// segment records it as its `first_index` (0 while any index would do).
+    next_index: Option<u64>,
     /// Vote and purge mark in write order: anchors every new segment.
     state: StateRecord,
     /// The batch being built; `buf[0]` goes to `active.write_pos`.
@@ -82,7 +83,7 @@ impl Writer {
                 max_index: r.max_index,
             })
         });
-        let next_index = rec.next.unwrap_or(rec.base + rec.entries.len() as u64);
+        let next_index = rec.next;
         Writer {
             shared,
             active,
@@ -118,14 +119,12 @@ impl Writer {
                 WriteOp::TruncateAfter(after) => {
                     let payload = format::encode_truncate(*after);
                     self.add_record(RecordKind::Truncate, 0, &[&payload])?;
-                    self.next_index = match after {
-                        Some(a) => a.0 + 1,
-                        None => self.state.purged.map_or(0, |p| p.index.0 + 1),
-                    };
+                    self.next_index =
+                        next_after_truncate(self.next_index, *after, self.state.purged);
                 }
                 WriteOp::PurgeThrough(id) => {
                     self.state.purged = Some(*id);
-                    self.next_index = self.next_index.max(id.index.0 + 1);
+                    self.next_index = next_after_purge(self.next_index, id.index);
                     self.add_state()?;
                     purged = true;
                 }
@@ -181,7 +180,7 @@ impl Writer {
                 .max_index
                 .map_or(e.id.index.0, |m| m.max(e.id.index.0)),
         );
-        self.next_index = e.id.index.0 + 1;
+        self.next_index = Some(e.id.index.0.saturating_add(1));
         self.locs.push((
             op_seq,
             e.id.index.0,
@@ -262,7 +261,7 @@ impl Writer {
         let (pool_name, file) = self.shared.pool.take().map_err(|e| e.to_string())?;
         let header = SegmentHeader {
             seq: self.next_seq,
-            first_index: self.next_index,
+            first_index: self.next_index.unwrap_or(0),
             salt: new_salt(),
             first_lsn: self.next_lsn,
             segment_bytes: self.shared.opts.segment_bytes,

@@ -394,3 +394,61 @@ fn completions_fire_in_submission_order() {
     let order = order.lock().unwrap().clone();
     assert_eq!(order, (1..=300).collect::<Vec<_>>());
 }
+
+/// Regression (found by the structured fuzz target): truncating past the end used to move the
+/// next index forward, so the next append was stored at the wrong position.
+#[test]
+fn truncate_past_the_end_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open_fs(dir.path(), BackendChoice::Portable, SMALL_SEGMENT);
+    wal.append(entries(1, 5, 1, 10)).unwrap();
+    wal.truncate_after(Some(LogIndex(10))).unwrap();
+    assert!(matches!(
+        wal.append(entries(11, 11, 2, 10)),
+        Err(WalError::NonContiguous {
+            expected: LogIndex(6),
+            ..
+        })
+    ));
+    wal.append(entries(6, 6, 2, 10)).unwrap();
+    assert_eq!(
+        wal.entries(LogIndex(6), LogIndex(7)).unwrap(),
+        entries(6, 6, 2, 10)
+    );
+    drop(wal);
+    let wal = open_fs(dir.path(), BackendChoice::Portable, SMALL_SEGMENT);
+    assert_eq!(
+        wal.entries(LogIndex(1), LogIndex(7)).unwrap(),
+        [entries(1, 5, 1, 10), entries(6, 6, 2, 10)].concat()
+    );
+}
+
+/// Regression: a huge read range was allocated for before it was checked.
+#[test]
+fn huge_ranges_and_indices_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open_fs(dir.path(), BackendChoice::Portable, SMALL_SEGMENT);
+    wal.append(entries(1, 5, 1, 10)).unwrap();
+    assert!(matches!(
+        wal.entries(LogIndex(5), LogIndex(u64::MAX)),
+        Err(WalError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        wal.append(vec![Entry::new(1, 1, u64::MAX, vec![])]),
+        Err(WalError::InvalidArgument(_) | WalError::NonContiguous { .. })
+    ));
+    let id = LogId {
+        term: Term(1),
+        leader: NodeId(1),
+        index: LogIndex(u64::MAX),
+    };
+    assert!(matches!(
+        wal.purge_through(id),
+        Err(WalError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        wal.truncate_after(Some(LogIndex(u64::MAX))),
+        Err(WalError::InvalidArgument(_))
+    ));
+    assert_eq!(wal.last_index().unwrap(), Some(LogIndex(5)));
+}
