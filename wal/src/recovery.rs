@@ -241,9 +241,27 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
         let scan = scan_segment(&buf, &header, &mut replay, *seq)
             .map_err(|(off, reason)| WalError::corrupted(&path, off, reason))?;
         report.records += scan.records;
-        let end_pos = scan.end_pos;
-        let last_crc = scan.last_crc;
-        if let Some((off, reason)) = scan.corrupt.clone() {
+        // Rule 4: in any segment but the last, a bad record is damage (the next segment proves
+        // this one's batches were durable).
+        let damage = scan.corrupt.clone().or_else(|| {
+            (!is_last && scan.torn).then(|| {
+                let stop = scan.stop.as_deref().unwrap_or("bad record");
+                (
+                    scan.end_pos,
+                    format!("{stop}; the log continues in a later segment"),
+                )
+            })
+        });
+        let recovered = RecoveredSegment {
+            name: name.clone(),
+            file: file.clone(),
+            header,
+            max_index: scan.max_index,
+            end_pos: scan.end_pos,
+            last_crc: scan.last_crc,
+        };
+        next_lsn = scan.next_lsn;
+        if let Some((off, reason)) = damage {
             if opts.recovery != RecoveryMode::Repair {
                 return Err(WalError::corrupted(&path, off, reason));
             }
@@ -258,39 +276,8 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
             // Cut here: zero the rest of this segment, move later segments aside.
             zero_range(file.as_ref(), &path, scan.end_pos, buf.len() as u64)?;
             move_aside(store, &seg_names[i + 1..])?;
-            report.repaired = Some((path.clone(), off, reason));
-            segments.push(RecoveredSegment {
-                name: name.clone(),
-                file,
-                header,
-                max_index: scan.max_index,
-                end_pos,
-                last_crc,
-            });
-            next_lsn = scan.next_lsn;
-            break;
-        }
-        if !is_last && scan.torn {
-            // Rule 4: the next segment proves this one's batches were durable.
-            let reason = format!(
-                "{}; the log continues in a later segment",
-                scan.stop.as_deref().unwrap_or("bad record")
-            );
-            if opts.recovery != RecoveryMode::Repair {
-                return Err(WalError::corrupted(&path, scan.end_pos, reason));
-            }
-            zero_range(file.as_ref(), &path, scan.end_pos, buf.len() as u64)?;
-            move_aside(store, &seg_names[i + 1..])?;
-            report.repaired = Some((path.clone(), scan.end_pos, reason));
-            next_lsn = scan.next_lsn;
-            segments.push(RecoveredSegment {
-                name: name.clone(),
-                file,
-                header,
-                max_index: scan.max_index,
-                end_pos,
-                last_crc,
-            });
+            report.repaired = Some((path, off, reason));
+            segments.push(recovered);
             break;
         }
         if is_last && (scan.torn || scan.leftovers_end > scan.end_pos) {
@@ -310,15 +297,7 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
             });
             tracing::warn!(file = %path, offset = scan.end_pos, "wal: cut a torn tail");
         }
-        next_lsn = scan.next_lsn;
-        segments.push(RecoveredSegment {
-            name: name.clone(),
-            file,
-            header,
-            max_index: scan.max_index,
-            end_pos,
-            last_crc,
-        });
+        segments.push(recovered);
         i += 1;
     }
     // Entries a purge mark covers are not part of the log, wherever they were found.
