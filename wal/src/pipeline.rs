@@ -12,7 +12,6 @@
 //! durable, and after a failure nothing more is acknowledged.
 
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 /// A mutex and a condition variable around a value.
 pub(crate) trait Monitor<T>: Send + Sync {
@@ -20,16 +19,7 @@ pub(crate) trait Monitor<T>: Send + Sync {
     /// Runs `f` under the lock.
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
     /// Runs `f` under the lock until it returns `Some`, waiting for a notification in between.
-    fn wait_for<R>(&self, mut f: impl FnMut(&mut T) -> Option<R>) -> R {
-        self.wait_until(None, |v, _| f(v))
-    }
-    /// Like [`wait_for`](Self::wait_for), but `f` is told whether `deadline` has passed, and
-    /// waits end at the deadline (after it, waits are untimed again).
-    fn wait_until<R>(
-        &self,
-        deadline: Option<Instant>,
-        f: impl FnMut(&mut T, bool) -> Option<R>,
-    ) -> R;
+    fn wait_for<R>(&self, f: impl FnMut(&mut T) -> Option<R>) -> R;
     /// Wakes every waiter.
     fn notify_all(&self);
 }
@@ -53,27 +43,13 @@ impl<T: Send> Monitor<T> for StdMonitor<T> {
         f(&mut g)
     }
 
-    fn wait_until<R>(
-        &self,
-        deadline: Option<Instant>,
-        mut f: impl FnMut(&mut T, bool) -> Option<R>,
-    ) -> R {
+    fn wait_for<R>(&self, mut f: impl FnMut(&mut T) -> Option<R>) -> R {
         let mut g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            let now = deadline.map(|d| (d, Instant::now()));
-            let passed = now.is_some_and(|(d, n)| n >= d);
-            if let Some(r) = f(&mut g, passed) {
+            if let Some(r) = f(&mut g) {
                 return r;
             }
-            g = match now {
-                Some((d, n)) if n < d => {
-                    self.cond
-                        .wait_timeout(g, d - n)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-                _ => self.cond.wait(g).unwrap_or_else(PoisonError::into_inner),
-            };
+            g = self.cond.wait(g).unwrap_or_else(PoisonError::into_inner);
         }
     }
 
@@ -94,8 +70,6 @@ pub(crate) struct QueueState<Op> {
     ops: Vec<Op>,
     closed: bool,
     poisoned: Option<String>,
-    /// While the flusher lingers: the queue length at which a push wakes it.
-    wake_at: usize,
 }
 
 /// Why a push was refused.
@@ -108,22 +82,18 @@ pub(crate) enum Refused {
 pub(crate) struct Pipeline<Op, M: Monitor<QueueState<Op>>> {
     mon: M,
     batch_bytes_max: usize,
-    /// Upper bound of the group-commit linger (see [`Pipeline::take`]); zero disables it.
-    linger_max: Duration,
     _op: std::marker::PhantomData<fn(Op)>,
 }
 
 impl<Op: Pending, M: Monitor<QueueState<Op>>> Pipeline<Op, M> {
-    pub fn new(batch_bytes_max: usize, linger_max: Duration) -> Self {
+    pub fn new(batch_bytes_max: usize) -> Self {
         Pipeline {
             mon: M::new(QueueState {
                 ops: Vec::new(),
                 closed: false,
                 poisoned: None,
-                wake_at: 1,
             }),
             batch_bytes_max,
-            linger_max,
             _op: std::marker::PhantomData,
         }
     }
@@ -139,7 +109,7 @@ impl<Op: Pending, M: Monitor<QueueState<Op>>> Pipeline<Op, M> {
                 return Err((op, Refused::Closed));
             }
             q.ops.push(op);
-            Ok(q.ops.len() == 1 || q.ops.len() == q.wake_at)
+            Ok(q.ops.len() == 1)
         });
         match r {
             Ok(true) => {
@@ -153,22 +123,10 @@ impl<Op: Pending, M: Monitor<QueueState<Op>>> Pipeline<Op, M> {
 
     /// Blocks until work is queued, then takes a prefix of the queue of at most
     /// `batch_bytes_max` bytes (always at least one op). `None` once closed and drained.
-    ///
-    /// Group-commit linger: under load (`expect` > 1, the size of the previous batch, whose
-    /// callers are now coming back with their next operation), it waits until that many ops are
-    /// queued or `linger` has passed, whichever is first, so one fdatasync carries them all
-    /// instead of splitting them into two half-size batches. An idle log (`expect` <= 1) never
-    /// waits.
-    pub fn take(&self, expect: usize, linger: Duration) -> Option<Vec<Op>> {
+    pub fn take(&self) -> Option<Vec<Op>> {
         let max = self.batch_bytes_max;
-        let linger = linger.min(self.linger_max);
-        let lingering = expect > 1 && !linger.is_zero();
-        let deadline = lingering.then(|| Instant::now() + linger);
-        self.mon.wait_until(deadline, |q, timed_out| {
-            let done = q.closed || q.poisoned.is_some();
-            let enough = !lingering || timed_out || done || q.ops.len() >= expect;
-            if !q.ops.is_empty() && enough {
-                q.wake_at = 1;
+        self.mon.wait_for(|q| {
+            if !q.ops.is_empty() {
                 let mut bytes = 0usize;
                 let mut n = 0usize;
                 for op in &q.ops {
@@ -181,10 +139,9 @@ impl<Op: Pending, M: Monitor<QueueState<Op>>> Pipeline<Op, M> {
                 let rest = q.ops.split_off(n);
                 return Some(Some(std::mem::replace(&mut q.ops, rest)));
             }
-            if q.ops.is_empty() && done {
+            if q.closed || q.poisoned.is_some() {
                 return Some(None);
             }
-            q.wake_at = if lingering && !timed_out { expect } else { 1 };
             None
         })
     }
@@ -216,14 +173,8 @@ impl<Op: Pending, M: Monitor<QueueState<Op>>> Pipeline<Op, M> {
     /// order. On the first failure the pipeline is poisoned and every taken or queued op fails.
     /// Returns when the pipeline is closed and drained, or poisoned.
     pub fn run_flusher(&self, mut io: impl FnMut(&[Op]) -> Result<(), String>) {
-        let (mut expect, mut linger) = (0, Duration::ZERO);
-        while let Some(batch) = self.take(expect, linger) {
-            let started = Instant::now();
-            let result = io(&batch);
-            // Linger at most a quarter of what a batch costs, so a lone straggler adds little.
-            linger = started.elapsed() / 4;
-            expect = batch.len();
-            match result {
+        while let Some(batch) = self.take() {
+            match io(&batch) {
                 Ok(()) => {
                     for op in batch {
                         op.complete(Ok(()));
@@ -275,22 +226,11 @@ mod loom_model {
             let mut g = self.lock.lock().unwrap();
             f(&mut g)
         }
-        fn wait_until<R>(
-            &self,
-            deadline: Option<std::time::Instant>,
-            mut f: impl FnMut(&mut T, bool) -> Option<R>,
-        ) -> R {
-            // Loom has no clock: a deadline is modelled as one that has already passed, which
-            // explores the linger's timeout path; otherwise waits are plain.
+        fn wait_for<R>(&self, mut f: impl FnMut(&mut T) -> Option<R>) -> R {
             let mut g = self.lock.lock().unwrap();
-            let mut passed = false;
             loop {
-                if let Some(r) = f(&mut g, passed) {
+                if let Some(r) = f(&mut g) {
                     return r;
-                }
-                if deadline.is_some() && !passed {
-                    passed = true;
-                    continue;
                 }
                 g = self.cond.wait(g).unwrap();
             }
@@ -343,8 +283,7 @@ mod loom_model {
                 completed: AtomicU64::new(0),
             });
             // Batches of at most 2 ops so that more than one batch is possible.
-            let pipe: Arc<LoomPipeline> =
-                Arc::new(Pipeline::new(2, std::time::Duration::from_micros(50)));
+            let pipe: Arc<LoomPipeline> = Arc::new(Pipeline::new(2));
             // Sequence numbers are assigned under one lock, as the WAL's state lock does.
             let seq_lock = Arc::new(loom::sync::Mutex::new(0u64));
             let flusher = {

@@ -52,10 +52,6 @@ pub struct WalOptions {
     pub batch_bytes_max: usize,
     /// Prepared (zero-filled or recycled) segments kept ready. Default 1.
     pub prepared_segments: usize,
-    /// Longest the flusher waits, under load, for the callers of its previous batch to come
-    /// back before it writes the next one (capped further at a quarter of the last batch's
-    /// write+fdatasync time; never applied when the log is idle). 0 disables. Default 50 µs.
-    pub group_commit_linger_us_max: u64,
 }
 
 impl Default for WalOptions {
@@ -68,7 +64,6 @@ impl Default for WalOptions {
             hot_tail_bytes_max: 64 << 20,
             batch_bytes_max: 8 << 20,
             prepared_segments: 1,
-            group_commit_linger_us_max: 50,
         }
     }
 }
@@ -332,10 +327,7 @@ impl Wal {
         );
         let shared = Arc::new(Shared {
             store: store.clone(),
-            pipeline: StdPipeline::new(
-                opts.batch_bytes_max,
-                std::time::Duration::from_micros(opts.group_commit_linger_us_max),
-            ),
+            pipeline: StdPipeline::new(opts.batch_bytes_max),
             opts,
             inner: Mutex::new(inner),
             pool,
