@@ -139,11 +139,7 @@ fn single_bit_flips_give_a_prefix_or_a_clear_error() {
     let (store, batches) = flip_log();
     let all: Vec<Entry> = batches.concat();
     let last_batch_start = all.len() - batches.last().unwrap().len();
-    let seg = store
-        .names()
-        .into_iter()
-        .find(|n| n.ends_with(".wal"))
-        .unwrap();
+    let seg = first_segment(&store);
     let clean = store.file_bytes(&seg).unwrap();
     // The written part of the segment, plus some of the zeros after it.
     let used = clean.iter().rposition(|b| *b != 0).unwrap() + 64;
@@ -221,11 +217,7 @@ fn flips_in_an_earlier_segment_are_never_silently_dropped() {
 #[test]
 fn repair_cuts_at_the_damage_when_asked() {
     let (store, batches) = flip_log();
-    let seg = store
-        .names()
-        .into_iter()
-        .find(|n| n.ends_with(".wal"))
-        .unwrap();
+    let seg = first_segment(&store);
     let mut bytes = store.file_bytes(&seg).unwrap();
     // Damage the second batch's record payload.
     let at = 64 + 88 + 3 * 88 + 40 + 30;
@@ -260,11 +252,7 @@ fn garbage_and_truncated_files_give_errors_not_panics() {
     let wal = open_sim(&store, opts(SMALL_SEGMENT)).unwrap();
     wal.append(entries(1, 10, 1, 100)).unwrap();
     drop(wal);
-    let seg = store
-        .names()
-        .into_iter()
-        .find(|n| n.ends_with(".wal"))
-        .unwrap();
+    let seg = first_segment(&store);
     let clean = store.file_bytes(&seg).unwrap();
     for cut in [0usize, 10, 63, 64, 100, 1000] {
         let image = store.crash_image(strata_wal::testing::CrashMode::DropUnsynced);
@@ -306,11 +294,7 @@ fn torn_tail_at_a_segment_end_stays_clean_after_rotation() {
         if segs(&store) > 1 {
             // Entry i went to a new segment: go back to the image before it.
             drop(wal);
-            let seg = probe
-                .names()
-                .into_iter()
-                .find(|n| n.ends_with(".wal"))
-                .unwrap();
+            let seg = first_segment(&probe);
             let mut bytes = probe.file_bytes(&seg).unwrap();
             let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
             let end = end.div_ceil(8) * 8;
@@ -343,11 +327,7 @@ fn appends_after_a_repair_that_emptied_the_log_reopen() {
     let wal = open_sim(&store, opts(SMALL_SEGMENT)).unwrap();
     wal.append(entries(1, 3, 1, 10)).unwrap();
     drop(wal);
-    let seg = store
-        .names()
-        .into_iter()
-        .find(|n| n.ends_with(".wal"))
-        .unwrap();
+    let seg = first_segment(&store);
     let mut bytes = store.file_bytes(&seg).unwrap();
     bytes[0] ^= 1;
     store.put_file(&seg, bytes);
@@ -375,11 +355,7 @@ fn a_missing_earlier_segment_is_reported() {
             .unwrap();
     }
     drop(wal);
-    let first = store
-        .names()
-        .into_iter()
-        .find(|n| n.ends_with(".wal"))
-        .unwrap();
+    let first = first_segment(&store);
     use strata_wal::SegmentStore;
     store.remove(&first).unwrap();
     store.sync_dir().unwrap();

@@ -73,3 +73,12 @@ pub fn entry(index: u64, term: u64, len: usize) -> Entry {
 pub fn entries(from: u64, to_inclusive: u64, term: u64, len: usize) -> Vec<Entry> {
     (from..=to_inclusive).map(|i| entry(i, term, len)).collect()
 }
+
+/// Name of the lowest-numbered segment file in a simulated store.
+pub fn first_segment(store: &SimStore) -> String {
+    store
+        .names()
+        .into_iter()
+        .find(|n| n.ends_with(".wal"))
+        .expect("the store holds a segment")
+}
