@@ -27,6 +27,21 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 
+/// The raw baseline: one `pwrite` + `fdatasync` of `data` per iteration, into a zero-filled
+/// file created on first use.
+fn bench_raw_256b(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    data: &[u8],
+) {
+    let mut raw: Option<RawFile> = None;
+    let buf = data.to_vec();
+    g.bench_function(name, move |b| {
+        let raw = raw.get_or_insert_with(|| RawFile::new(RAW_FILE_BYTES));
+        b.iter_custom(|iters| (0..iters).map(|_| raw.write_sync(&buf)).sum())
+    });
+}
+
 fn append_1x256b(c: &mut Criterion) {
     let mut g = c.benchmark_group("append_1x256B");
     g.throughput(Throughput::Elements(1))
@@ -35,12 +50,7 @@ fn append_1x256b(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(6));
     let data = payload(SMALL, 1);
 
-    let mut raw: Option<RawFile> = None;
-    let buf = data.to_vec();
-    g.bench_function("raw_pwrite_fdatasync", move |b| {
-        let raw = raw.get_or_insert_with(|| RawFile::new(RAW_FILE_BYTES));
-        b.iter_custom(|iters| (0..iters).map(|_| raw.write_sync(&buf)).sum())
-    });
+    bench_raw_256b(&mut g, "raw_pwrite_fdatasync", &data);
     for (label, backend) in backends() {
         let mut st: Option<WalAppender> = None;
         let data = data.clone();
@@ -62,12 +72,7 @@ fn append_concurrent_256b(c: &mut Criterion) {
     let data = payload(SMALL, 2);
 
     // The rate a single thread gets with one fdatasync per append.
-    let mut raw: Option<RawFile> = None;
-    let buf = data.to_vec();
-    g.bench_function("raw_pwrite_fdatasync_1thread", move |b| {
-        let raw = raw.get_or_insert_with(|| RawFile::new(RAW_FILE_BYTES));
-        b.iter_custom(|iters| (0..iters).map(|_| raw.write_sync(&buf)).sum())
-    });
+    bench_raw_256b(&mut g, "raw_pwrite_fdatasync_1thread", &data);
     let rt = runtime();
     for (label, backend) in backends() {
         for tasks in [64usize, 512] {

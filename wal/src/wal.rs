@@ -809,28 +809,12 @@ fn decode_entry_at(
     header: &SegmentHeader,
     max_payload: u64,
 ) -> std::result::Result<Entry, String> {
-    // decode_record wants the record at its segment offset; give it a view where it is.
-    let view = RecordView {
-        rec,
-        offset: loc.offset as usize,
-    };
-    let raw = view.decode(header)?;
+    let raw = format::decode_record_at(rec, loc.offset as usize, header).map_err(|e| match e {
+        format::BadRecord::NotOurs => "record does not belong to this segment".to_string(),
+        format::BadRecord::Invalid(r) => r,
+    })?;
     match format::decode_payload(&raw, max_payload)? {
         Payload::Entry { id, data } => Ok(Entry { id, payload: data }),
         _ => Err("record at entry location is not an entry".into()),
-    }
-}
-
-struct RecordView<'a> {
-    rec: &'a [u8],
-    offset: usize,
-}
-
-impl<'a> RecordView<'a> {
-    fn decode(&self, header: &SegmentHeader) -> std::result::Result<format::RawRecord<'a>, String> {
-        format::decode_record_at(self.rec, self.offset, header).map_err(|e| match e {
-            format::BadRecord::NotOurs => "record does not belong to this segment".to_string(),
-            format::BadRecord::Invalid(r) => r,
-        })
     }
 }
