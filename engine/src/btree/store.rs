@@ -1,0 +1,176 @@
+//! The I/O seam: one narrow page-store trait with real backends (mmap, pread) and, behind the
+//! `testing` feature, a crash-simulating and fault-injecting one.
+//!
+//! The tree only ever (a) reads byte ranges through a [`PageView`] taken at commit time,
+//! (b) writes whole page runs with [`PageStore::write_at`], (c) makes them durable with
+//! [`PageStore::sync_data`], and (d) grows the file. It never shrinks a file that is open.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{EngineError, Result};
+
+/// A read-only view of the database file as of the moment it was taken: every byte below the
+/// file length at that moment can be read through it for as long as the view lives.
+pub trait PageView: Send + Sync {
+    /// Reads `len` bytes at `offset`. Borrowed when the backend can lend its memory (mmap).
+    fn read(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>>;
+}
+
+/// Where the database's pages live.
+#[allow(clippy::len_without_is_empty)]
+pub trait PageStore: Send + Sync + 'static {
+    /// A view covering at least every byte written so far.
+    fn view(&self) -> Result<Arc<dyn PageView>>;
+    /// Writes `data` at `offset` (not durable until [`PageStore::sync_data`]).
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()>;
+    /// Makes every completed write durable (fdatasync).
+    fn sync_data(&self) -> Result<()>;
+    /// The file's current length in bytes.
+    fn len(&self) -> Result<u64>;
+    /// Grows the file to at least `len` bytes; never shrinks it.
+    fn grow(&self, len: u64) -> Result<()>;
+    /// The file's path, for error messages.
+    fn path(&self) -> &Path;
+    /// The backend's name, for logs and reports.
+    fn kind(&self) -> &'static str;
+}
+
+/// Which real backend [`crate::btree::Db::open`] uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Readers borrow pages from a read-only shared mapping; writes go through pwrite.
+    #[default]
+    Mmap,
+    /// Readers copy pages out with pread. Slower; needs no mapping.
+    Pread,
+}
+
+/// Opens (creating if absent) the database file and takes an exclusive advisory lock on it, so
+/// that two processes never write one file (a second opener gets an error, not corruption).
+pub(crate) fn open_file(path: &Path) -> Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| EngineError::io("open database file", e))?;
+    lock_exclusive(&file)?;
+    Ok(file)
+}
+
+fn lock_exclusive(file: &File) -> Result<()> {
+    file.try_lock().map_err(|e| {
+        let e = match e {
+            std::fs::TryLockError::Error(e) => e,
+            std::fs::TryLockError::WouldBlock => std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "another process holds the database lock",
+            ),
+        };
+        EngineError::io("lock database file", e)
+    })
+}
+
+/// The pread/pwrite backend.
+pub struct FileStore {
+    file: Arc<File>,
+    path: PathBuf,
+    len: AtomicU64,
+}
+
+impl FileStore {
+    /// Opens or creates the file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = open_file(path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| EngineError::io("stat database file", e))?
+            .len();
+        Ok(FileStore {
+            file: Arc::new(file),
+            path: path.to_path_buf(),
+            len: AtomicU64::new(len),
+        })
+    }
+}
+
+struct PreadView {
+    file: Arc<File>,
+    len: u64,
+}
+
+impl PageView for PreadView {
+    fn read(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
+        check_range(offset, len, self.len)?;
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| EngineError::io("read database file", e))?;
+        Ok(Cow::Owned(buf))
+    }
+}
+
+pub(crate) fn check_range(offset: u64, len: usize, file_len: u64) -> Result<()> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= file_len => Ok(()),
+        _ => Err(EngineError::io(
+            "read database file",
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("range {offset}+{len} beyond the end of the file ({file_len} bytes)"),
+            ),
+        )),
+    }
+}
+
+impl PageStore for FileStore {
+    fn view(&self) -> Result<Arc<dyn PageView>> {
+        Ok(Arc::new(PreadView {
+            file: self.file.clone(),
+            len: self.len.load(Ordering::Acquire),
+        }))
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| EngineError::io("write database file", e))?;
+        self.len
+            .fetch_max(offset + data.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| EngineError::io("fdatasync database file", e))
+    }
+
+    fn len(&self) -> Result<u64> {
+        Ok(self.len.load(Ordering::Acquire))
+    }
+
+    fn grow(&self, len: u64) -> Result<()> {
+        if len > self.len.load(Ordering::Acquire) {
+            self.file
+                .set_len(len)
+                .map_err(|e| EngineError::io("grow database file", e))?;
+            self.len.fetch_max(len, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn kind(&self) -> &'static str {
+        "pread"
+    }
+}
