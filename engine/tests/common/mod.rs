@@ -48,6 +48,6 @@ pub fn value(key: &[u8], version: u32, len: usize) -> Vec<u8> {
         x = x.wrapping_mul(1103515245).wrapping_add(12345);
         v.push((x >> 16) as u8);
     }
-    v.truncate(len.max(1));
+    v.truncate(len);
     v
 }
