@@ -386,8 +386,14 @@ fn read_meta(store: &dyn PageStore) -> Result<(Meta, u64)> {
             reason: "the two meta pages disagree on the page size".into(),
         }),
         (Some(a), Some(b)) => Ok(if b.txn.0 > a.txn.0 { (b, 1) } else { (a, 0) }),
-        (Some(a), None) => Ok((a, 0)),
-        (None, Some(b)) => Ok((b, 1)),
+        (Some(a), None) => {
+            tracing::warn!(file = %store.path().display(), reasons = %reasons.join("; "), "meta page 1 is invalid; using meta page 0");
+            Ok((a, 0))
+        }
+        (None, Some(b)) => {
+            tracing::warn!(file = %store.path().display(), reasons = %reasons.join("; "), "meta page 0 is invalid; using meta page 1");
+            Ok((b, 1))
+        }
         (None, None) => Err(EngineError::NoValidMeta {
             file: store.path().to_path_buf(),
             reason: reasons.join("; "),
