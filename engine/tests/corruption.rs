@@ -66,7 +66,7 @@ fn zeroed_and_random_files_are_refused() {
     std::fs::write(&p, vec![0u8; 16384]).unwrap();
     let e = Db::open(&p, Options::default())
         .err()
-        .expect("zeroed file opened");
+        .unwrap_or_else(|| panic!("zeroed file opened"));
     assert!(matches!(e, EngineError::NoValidMeta { .. }), "{e}");
     let p = dir.path().join("random");
     let mut x = 99u32;
@@ -97,9 +97,7 @@ fn truncated_file_is_refused_on_open() {
     f.set_len(pages / 2 * 1024).unwrap();
     drop(f);
     for store in [StoreKind::Mmap, StoreKind::Pread] {
-        let e = read_all(&p, store)
-            .err()
-            .expect("truncated file read without error");
+        let e = read_all(&p, store).expect_err("truncated file read without error");
         assert!(
             e.to_string().contains("truncated") || matches!(e, EngineError::Corrupted { .. }),
             "{e}"

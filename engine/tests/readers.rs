@@ -64,11 +64,15 @@ fn readers_keep_their_snapshot(store: StoreKind) {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let k = format!("k{:04}", (x >> 33) % 800).into_bytes();
-            if (x >> 20) % 4 == 0 {
+            if (x >> 20).is_multiple_of(4) {
                 w.delete(b"b", &k).unwrap();
                 model.entry(b"b".to_vec()).or_default().remove(&k);
             } else {
-                let len = if (x >> 12) % 10 == 0 { 3000 } else { 60 };
+                let len = if (x >> 12).is_multiple_of(10) {
+                    3000
+                } else {
+                    60
+                };
                 let v = value(&k, t, len);
                 w.put(b"b", &k, &v).unwrap();
                 model.entry(b"b".to_vec()).or_default().insert(k, v);
