@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::btree::cursor::{self, MAX_DEPTH, PageRef};
 use crate::btree::db::{Db, lock};
 use crate::btree::page::{self, Elements, HEADER_BYTES, PageKind, StoredValue};
+use crate::btree::verified::Verify;
 use crate::btree::{PageId, TxnId};
 use crate::error::{EngineError, Result};
 
@@ -80,7 +81,7 @@ impl<'a> Walker<'a> {
             s.store.path(),
             s.page_size,
             self.page_count,
-            true,
+            Verify::Always,
             id,
         )
     }

@@ -7,6 +7,7 @@ use std::ops::Bound;
 use crate::btree::PageId;
 use crate::btree::node::{Child, Node, Val};
 use crate::btree::page::{self, Elements, HEADER_BYTES, PageHeader, PageKind, StoredValue};
+use crate::btree::verified::Verify;
 use crate::error::{EngineError, Result};
 
 /// A validated page run, truncated to its used bytes.
@@ -205,21 +206,10 @@ impl<'a> Cursor<'a> {
     /// Index of the child of branch frame `f` whose range holds `key`.
     fn branch_pos(&self, f: &Frame<'a>, key: &[u8]) -> Result<usize> {
         match f {
-            Frame::Page { page, len, .. } => {
-                let els = page
-                    .elements()
-                    .ok_or_else(|| bad(self.src, Some(page.hdr.id), "bad elements"))?;
-                // Count separators (elements 1..) that are <= key.
-                let (mut lo, mut hi) = (1usize, *len);
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
-                    let k = els
-                        .branch_key(mid)
-                        .ok_or_else(|| bad(self.src, Some(page.hdr.id), "bad branch key"))?;
-                    if k <= key { lo = mid + 1 } else { hi = mid }
-                }
-                Ok(lo - 1)
-            }
+            Frame::Page { page, .. } => page
+                .elements()
+                .and_then(|els| els.branch_search(key))
+                .ok_or_else(|| bad(self.src, Some(page.hdr.id), "bad branch element")),
             Frame::Node {
                 node: Node::Branch(b),
                 ..
@@ -231,24 +221,10 @@ impl<'a> Cursor<'a> {
     /// In leaf frame `f`: `Ok(i)` if key `i` equals `key`, else `Err(insertion point)`.
     fn leaf_search(&self, f: &Frame<'a>, key: &[u8]) -> Result<std::result::Result<usize, usize>> {
         match f {
-            Frame::Page { page, len, .. } => {
-                let els = page
-                    .elements()
-                    .ok_or_else(|| bad(self.src, Some(page.hdr.id), "bad elements"))?;
-                let (mut lo, mut hi) = (0usize, *len);
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
-                    let k = els
-                        .leaf_key(mid)
-                        .ok_or_else(|| bad(self.src, Some(page.hdr.id), "bad leaf key"))?;
-                    match k.cmp(key) {
-                        std::cmp::Ordering::Less => lo = mid + 1,
-                        std::cmp::Ordering::Greater => hi = mid,
-                        std::cmp::Ordering::Equal => return Ok(Ok(mid)),
-                    }
-                }
-                Ok(Err(lo))
-            }
+            Frame::Page { page, .. } => page
+                .elements()
+                .and_then(|els| els.leaf_search(key))
+                .ok_or_else(|| bad(self.src, Some(page.hdr.id), "bad leaf element")),
             Frame::Node {
                 node: Node::Leaf(l),
                 ..
@@ -469,20 +445,74 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Point lookup.
+/// Point lookup: one descent, no allocation.
 pub(crate) fn get<'a>(
     src: &'a dyn Source,
     root: Option<Child>,
     key: &[u8],
 ) -> Result<Option<Cow<'a, [u8]>>> {
-    let mut c = Cursor::new(src, root);
-    if !c.seek(key)? {
+    let Some(mut child) = root else {
         return Ok(None);
+    };
+    for _ in 0..MAX_DEPTH {
+        match child {
+            Child::Node(i) => match src.node(i) {
+                Some(Node::Branch(b)) => child = b.children[b.child_index(key)],
+                Some(Node::Leaf(l)) => {
+                    let Ok(j) = l.search(key) else {
+                        return Ok(None);
+                    };
+                    return Ok(Some(match l.val(j) {
+                        Val::Inline { off, len } | Val::Large { off, len } => {
+                            Cow::Borrowed(l.val_bytes(off, len))
+                        }
+                        Val::Overflow { page, len } => overflow_value(src, page, len)?,
+                    }));
+                }
+                None => return Err(bad(src, None, "dangling dirty node")),
+            },
+            Child::Page(id) => {
+                let page = src.load(id)?;
+                let els = page
+                    .elements()
+                    .ok_or_else(|| bad(src, Some(id), "element array exceeds the page"))?;
+                match page.hdr.kind {
+                    PageKind::Branch => {
+                        let next = els
+                            .branch_search(key)
+                            .and_then(|pos| els.branch_child(pos))
+                            .ok_or_else(|| bad(src, Some(id), "bad branch element"))?;
+                        child = Child::Page(next);
+                    }
+                    PageKind::Leaf => {
+                        let found = els
+                            .leaf_search(key)
+                            .ok_or_else(|| bad(src, Some(id), "bad leaf key"))?;
+                        let Ok(j) = found else { return Ok(None) };
+                        return match els.leaf_value(j) {
+                            Some(StoredValue::Inline(v)) => Ok(Some(page.lift(v))),
+                            Some(StoredValue::Overflow { page: p, len }) => {
+                                overflow_value(src, p, len).map(Some)
+                            }
+                            None => Err(bad(src, Some(id), "bad leaf value")),
+                        };
+                    }
+                    k => {
+                        return Err(bad(
+                            src,
+                            Some(id),
+                            &format!("a {k:?} page is linked into a tree"),
+                        ));
+                    }
+                }
+            }
+        }
     }
-    match c.current()? {
-        Some((k, v)) if k.as_ref() == key => Ok(Some(v)),
-        _ => Ok(None),
-    }
+    Err(bad(
+        src,
+        None,
+        "tree deeper than the depth bound (a cycle?)",
+    ))
 }
 
 /// An iterator over the entries of a tree between two bounds, forward or in reverse.
@@ -603,7 +633,7 @@ pub(crate) fn load_page<'a>(
     path: &std::path::Path,
     page_size: usize,
     page_count: u64,
-    verify: bool,
+    verify: Verify<'_>,
     id: PageId,
 ) -> Result<PageRef<'a>> {
     if id.0 < 2 || id.0 >= page_count {
@@ -631,7 +661,12 @@ pub(crate) fn load_page<'a>(
         view.read(id.0 * page_size as u64, pages as usize * page_size)?
     };
     let used = hdr.used as usize;
-    if verify {
+    let check = match verify {
+        Verify::Always => true,
+        Verify::Once(v) => !v.is_set(id),
+        Verify::Never => false,
+    };
+    if check {
         let sum = page::run_checksum(&bytes, used);
         if sum != hdr.checksum {
             return Err(EngineError::ChecksumMismatch {
@@ -640,6 +675,9 @@ pub(crate) fn load_page<'a>(
                 expected: hdr.checksum,
                 actual: sum,
             });
+        }
+        if let Verify::Once(v) = verify {
+            v.set(id);
         }
     }
     let bytes = match bytes {

@@ -9,6 +9,7 @@ use crate::btree::free::{FreePages, Readers, horizon};
 use crate::btree::page::{self, HEADER_BYTES, META_BYTES, Meta, PageKind};
 use crate::btree::store::{FileStore, PageStore, PageView, StoreKind};
 use crate::btree::txn::{ReadTxn, WriteTxn};
+use crate::btree::verified::{VerifiedPages, Verify};
 use crate::btree::{PageId, TxnId};
 use crate::error::{EngineError, Result};
 
@@ -19,8 +20,8 @@ pub struct Options {
     pub page_size: usize,
     /// Which backend reads pages.
     pub store: StoreKind,
-    /// Verify each page's checksum every time it is read (the checker always verifies).
-    pub verify_checksums: bool,
+    /// When reads verify page checksums (the checker always verifies every page).
+    pub verify_checksums: VerifyReads,
     /// The file grows by doubling up to this step, then by this step.
     pub grow_step_max_bytes: u64,
 }
@@ -30,10 +31,24 @@ impl Default for Options {
         Options {
             page_size: 4096,
             store: StoreKind::Mmap,
-            verify_checksums: true,
+            verify_checksums: VerifyReads::FirstRead,
             grow_step_max_bytes: 64 << 20,
         }
     }
+}
+
+/// When page reads verify checksums. Structure is always bounds-checked, so a damaged page
+/// never causes a panic; checksums catch damage that still looks well-formed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VerifyReads {
+    /// The first time this process reads a page after it was written (hot pages are verified
+    /// once, not on every lookup; a page read from disk at open or later is always checked).
+    #[default]
+    FirstRead,
+    /// On every read.
+    Every,
+    /// Never (like LMDB and bbolt, which have no page checksums).
+    Never,
 }
 
 /// How a write transaction commits.
@@ -53,6 +68,8 @@ pub(crate) struct Snapshot {
     pub catalog: Option<PageId>,
     pub page_count: u64,
     pub view: Arc<dyn PageView>,
+    /// Pages already checksummed by this process.
+    pub verified: Arc<VerifiedPages>,
 }
 
 /// The writer's state, under the writer lock.
@@ -72,7 +89,7 @@ struct SyncState {
 pub(crate) struct Shared {
     pub store: Arc<dyn PageStore>,
     pub page_size: usize,
-    pub verify: bool,
+    verify: VerifyReads,
     grow_step_max_bytes: u64,
     pub readers: Mutex<Readers<Snapshot>>,
     pub writer: Mutex<WriterState>,
@@ -160,6 +177,7 @@ impl Db {
             catalog: (meta.catalog.0 != 0).then_some(meta.catalog),
             page_count: meta.page_count,
             view,
+            verified: VerifiedPages::covering(&Arc::default(), meta.page_count),
         });
         let shared = Arc::new(Shared {
             store,
@@ -249,6 +267,14 @@ impl Db {
 }
 
 impl Shared {
+    pub(crate) fn verify_mode<'a>(&self, verified: &'a VerifiedPages) -> Verify<'a> {
+        match self.verify {
+            VerifyReads::FirstRead => Verify::Once(verified),
+            VerifyReads::Every => Verify::Always,
+            VerifyReads::Never => Verify::Never,
+        }
+    }
+
     pub(crate) fn check_poison(&self) -> Result<()> {
         match &*lock(&self.poison)? {
             Some(cause) => Err(EngineError::Poisoned {

@@ -13,13 +13,14 @@ mod page;
 mod sim;
 mod store;
 mod txn;
+mod verified;
 
 pub use check::CheckReport;
 pub use cursor::{Cursor, Entry, Range};
-pub use db::{Db, Durability, Options, Stats};
+pub use db::{Db, Durability, Options, Stats, VerifyReads};
 pub use mmap::MmapStore;
 pub use store::{FileStore, PageStore, PageView, StoreKind};
-pub use txn::{MAX_BUCKET_NAME_BYTES, MAX_VALUE_BYTES, ReadTxn, WriteTxn, max_key_bytes};
+pub use txn::{MAX_BUCKET_NAME_BYTES, MAX_VALUE_BYTES, ReadTxn, Tree, WriteTxn, max_key_bytes};
 
 /// Test hooks: the crash-simulating, fault-injecting page store.
 #[cfg(feature = "testing")]

@@ -250,6 +250,35 @@ impl<'a> Elements<'a> {
         self.slice(get_u32(self.bytes, s)?, get_u32(self.bytes, s + 4)?)
     }
 
+    /// Branch: the index of the child whose range holds `key` (the number of separators,
+    /// elements 1.., that are `<= key`, minus nothing: element 0 has no separator).
+    pub(crate) fn branch_search(&self, key: &[u8]) -> Option<usize> {
+        let (mut lo, mut hi) = (1usize, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.branch_key(mid)? <= key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(lo - 1)
+    }
+
+    /// Leaf: `Ok(i)` if key `i` equals `key`, else `Err(insertion point)`.
+    pub(crate) fn leaf_search(&self, key: &[u8]) -> Option<Result<usize, usize>> {
+        let (mut lo, mut hi) = (0usize, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.leaf_key(mid)?.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(Ok(mid)),
+            }
+        }
+        Some(Err(lo))
+    }
+
     /// Branch: the child page of element `i`.
     pub(crate) fn branch_child(&self, i: usize) -> Option<PageId> {
         get_u64(self.bytes, self.slot(i) + 8).map(PageId)

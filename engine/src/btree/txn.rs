@@ -9,6 +9,7 @@ use crate::btree::cursor::{self, Cursor, PageRef, Range, Source};
 use crate::btree::db::{Db, Durability, Shared, Snapshot, WriterState, lock};
 use crate::btree::node::{Branch, Child, Leaf, Node, Val};
 use crate::btree::page::{self, ELEMENT_BYTES, HEADER_BYTES, Meta, OVERFLOW_REF_BYTES, PageKind};
+use crate::btree::verified::VerifiedPages;
 use crate::btree::{PageId, TxnId};
 use crate::error::{EngineError, Result};
 
@@ -61,7 +62,7 @@ impl Source for ReadTxn {
             s.store.path(),
             s.page_size,
             self.snap.page_count,
-            s.verify,
+            s.verify_mode(&self.snap.verified),
             id,
         )
     }
@@ -100,6 +101,16 @@ impl ReadTxn {
             .bucket_root(bucket)?
             .and_then(|(r, _)| r)
             .map(Child::Page))
+    }
+
+    /// A handle on one bucket of this snapshot (`None` if it does not exist): looks the bucket
+    /// up once for many operations.
+    pub fn tree(&self, bucket: &[u8]) -> Result<Option<Tree<'_>>> {
+        Ok(self.bucket_root(bucket)?.map(|(root, entries)| Tree {
+            txn: self,
+            root: root.map(Child::Page),
+            entries,
+        }))
     }
 
     /// The value of `key` in `bucket`.
@@ -146,6 +157,46 @@ impl ReadTxn {
     }
 }
 
+/// One bucket of a read snapshot.
+#[derive(Clone, Copy)]
+pub struct Tree<'t> {
+    txn: &'t ReadTxn,
+    root: Option<Child>,
+    entries: u64,
+}
+
+impl<'t> Tree<'t> {
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Cow<'t, [u8]>>> {
+        cursor::get(self.txn, self.root, key)
+    }
+
+    /// Entries between the bounds, ascending.
+    pub fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Range<'t> {
+        Range::new(self.txn, self.root, lo, hi, false)
+    }
+
+    /// Entries between the bounds, descending.
+    pub fn range_rev(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Range<'t> {
+        Range::new(self.txn, self.root, lo, hi, true)
+    }
+
+    /// A cursor over the bucket.
+    pub fn cursor(&self) -> Cursor<'t> {
+        Cursor::new(self.txn, self.root)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> u64 {
+        self.entries
+    }
+
+    /// Whether the bucket is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+}
+
 impl Drop for ReadTxn {
     fn drop(&mut self) {
         if let Ok(mut r) = lock(&self.shared.readers) {
@@ -186,7 +237,7 @@ impl Source for WriteTxn<'_> {
             s.store.path(),
             s.page_size,
             self.base.page_count,
-            s.verify,
+            s.verify_mode(&self.base.verified),
             id,
         )
     }
@@ -770,12 +821,14 @@ impl<'db> WriteTxn<'db> {
         };
         let shared = &self.db.shared;
         shared.ensure_len(self.guard.page_count)?;
-        write_coalesced(shared, writes)?;
+        let verified = VerifiedPages::covering(&self.base.verified, self.guard.page_count);
+        write_coalesced(shared, &verified, writes)?;
         let snapshot = Snapshot {
             txn,
             catalog,
             page_count: self.guard.page_count,
             view: shared.store.view()?,
+            verified,
         };
         shared.publish(snapshot)?;
         self.guard.last_txn = txn;
@@ -845,9 +898,16 @@ fn overflow_run(v: Val, page_size: usize) -> Option<(PageId, u64)> {
 }
 
 /// Writes page runs in page order, merging neighbours into one write.
-fn write_coalesced(shared: &Shared, mut writes: Vec<(PageId, Vec<u8>)>) -> Result<()> {
+fn write_coalesced(
+    shared: &Shared,
+    verified: &VerifiedPages,
+    mut writes: Vec<(PageId, Vec<u8>)>,
+) -> Result<()> {
     let ps = shared.page_size as u64;
     writes.sort_unstable_by_key(|(id, _)| *id);
+    for (id, buf) in &writes {
+        verified.clear_run(*id, buf.len() as u64 / ps);
+    }
     let mut i = 0;
     while i < writes.len() {
         let start = writes[i].0;
