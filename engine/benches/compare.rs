@@ -6,7 +6,9 @@
 //! STRATA_BENCH_KEYS=200000 cargo bench ...   # a quicker, smaller run
 //! ```
 //!
-//! Groups: `insert` (load N keys into an empty database), `get` (random point reads of
+//! Before the groups, each engine loads N keys (default 1,000,000) into an empty database; the
+//! load time and file size are printed. Groups: `insert` (the next 10,000 random keys into the
+//! loaded database, 10 durable commits), `get` (random point reads of
 //! present keys), `scan100` (100 entries from a random start), `mixed_90_10` (9 reads to 1
 //! write, writes committed durably per 1,000, with a concurrent reader thread). The file size
 //! of each engine after the load is printed before the groups run.
@@ -18,9 +20,11 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use redb::ReadableDatabase;
 use strata_engine::btree::{Db, Durability, Options};
 
@@ -237,7 +241,22 @@ fn open(name: &str, dir: &Path) -> Arc<dyn Engine> {
     match name {
         "strata" => {
             let p = dir.join("strata.db");
-            Arc::new(Strata(Db::open(&p, Options::default()).unwrap(), p))
+            // STRATA_BENCH_STORE=pread measures the fallback backend instead of mmap.
+            let store = match std::env::var("STRATA_BENCH_STORE").as_deref() {
+                Ok("pread") => strata_engine::btree::StoreKind::Pread,
+                _ => strata_engine::btree::StoreKind::Mmap,
+            };
+            Arc::new(Strata(
+                Db::open(
+                    &p,
+                    Options {
+                        store,
+                        ..Options::default()
+                    },
+                )
+                .unwrap(),
+                p,
+            ))
         }
         "redb" => {
             let p = dir.join("redb.db");
@@ -296,24 +315,32 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
 
+    // Steady-state random inserts into the loaded databases: each iteration inserts the next
+    // 10,000 new keys (10 durable commits of 1,000).
     let mut g = c.benchmark_group("insert");
-    g.sample_size(10).throughput(Throughput::Elements(n as u64));
-    for name in ENGINES {
-        g.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let dir = tempfile::tempdir_in(&base).unwrap();
-                    let e = open(name, dir.path());
-                    let t = Instant::now();
-                    e.load(&mut (0..n as u64));
-                    total += t.elapsed();
-                }
-                total
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(10_000));
+    let mut next = vec![n as u64; loaded.len()];
+    for (i, (e, _)) in loaded.iter().enumerate() {
+        g.bench_function(BenchmarkId::from_parameter(e.name()), |b| {
+            b.iter(|| {
+                let start = next[i];
+                next[i] += 10_000;
+                e.load(&mut (start..start + 10_000));
             })
         });
     }
     g.finish();
+    for (e, _) in &loaded {
+        let (len, alloc) = file_bytes(&e.file());
+        eprintln!(
+            "after inserts {}: file {:.1} MiB, allocated {:.1} MiB",
+            e.name(),
+            len as f64 / 1048576.0,
+            alloc as f64 / 1048576.0
+        );
+    }
 
     let mut g = c.benchmark_group("get");
     g.throughput(Throughput::Elements(1000));

@@ -14,11 +14,13 @@ use strata_engine::btree::{Db, Durability, Options, StoreKind, TxnId};
 
 fn readers_keep_their_snapshot(store: StoreKind) {
     let dir = tempfile::tempdir().unwrap();
+    // No address-space reservation: every growth step makes a new mapping under the readers.
     let db = Db::open(
         dir.path().join("db"),
         Options {
             page_size: 1024,
             store,
+            map_reserve_min_bytes: 0,
             ..Options::default()
         },
     )

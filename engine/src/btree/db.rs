@@ -24,6 +24,9 @@ pub struct Options {
     pub verify_checksums: VerifyReads,
     /// The file grows by doubling up to this step, then by this step.
     pub grow_step_max_bytes: u64,
+    /// The mmap backend reserves at least this much address space, and twice the file, so
+    /// that growth rarely needs a new mapping (a new mapping re-faults every page it touches).
+    pub map_reserve_min_bytes: u64,
 }
 
 impl Default for Options {
@@ -33,6 +36,7 @@ impl Default for Options {
             store: StoreKind::Mmap,
             verify_checksums: VerifyReads::FirstRead,
             grow_step_max_bytes: 64 << 20,
+            map_reserve_min_bytes: 256 << 20,
         }
     }
 }
@@ -139,7 +143,10 @@ impl Db {
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let path = path.as_ref();
         let store: Arc<dyn PageStore> = match opts.store {
-            StoreKind::Mmap => Arc::new(crate::btree::mmap::MmapStore::open(path)?),
+            StoreKind::Mmap => Arc::new(crate::btree::mmap::MmapStore::open(
+                path,
+                opts.map_reserve_min_bytes,
+            )?),
             StoreKind::Pread => Arc::new(FileStore::open(path)?),
         };
         Db::open_with_store(store, opts)

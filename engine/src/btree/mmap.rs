@@ -3,16 +3,21 @@
 //! the mapping through the shared page cache).
 //!
 //! ## Rules that make the `unsafe` here sound
-//! 1. The file is only ever grown while mapped, never truncated: every mapping covers bytes
-//!    that exist, so no access can fault with SIGBUS. The database file is locked exclusively
-//!    (flock) so another Strata process cannot truncate it; other programs writing the file
-//!    are outside what any storage engine can defend against.
+//! 1. The file is only ever grown while mapped, never truncated, and no byte at or beyond the
+//!    file's length is ever touched: a mapping may reserve address space past the end of the
+//!    file (so growth rarely needs a new mapping), but a view only reads below the length the
+//!    file had when the view was made, checked on every read. So no access can fault with
+//!    SIGBUS. The database file is locked exclusively so another Strata process cannot
+//!    truncate it; other programs writing the file are outside what any engine can defend
+//!    against.
 //! 2. A slice borrowed from a mapping is only of a page reachable from a published snapshot
 //!    that its reader pins, and the tree never writes a page that a pinned snapshot can reach
 //!    (copy-on-write plus reclamation: see `free.rs`). So no byte is written while a `&[u8]`
 //!    to it is alive. Meta pages are read through a view only while opening, before any write.
-//! 3. Growth never moves a mapping under a reader: a larger mapping is created beside the old
-//!    one, and the old one lives until the last view holding it is dropped.
+//! 3. Growth never moves a mapping under a reader: growth within the reservation only makes a
+//!    new view with a larger readable length over the same mapping; beyond it, a larger
+//!    mapping is created beside the old one, which lives until the last view holding it is
+//!    dropped.
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
@@ -28,7 +33,10 @@ use crate::btree::store::{PageStore, PageView, check_range, open_file};
 use crate::error::{EngineError, Result};
 
 struct Region {
-    map: Option<Mmap>,
+    map: Option<Arc<Mmap>>,
+    /// Bytes of the mapping reserved (may exceed the file).
+    cap: u64,
+    /// Bytes readable through this view: the file's length when the view was made.
     len: u64,
 }
 
@@ -50,8 +58,21 @@ impl PageView for Region {
     }
 }
 
+/// Tells the kernel the file is read at random (`POSIX_FADV_RANDOM`): no read-ahead, so the
+/// page cache holds single pages and rewriting one 4 KiB page never dirties a larger folio.
+/// Advice only: failure is logged and ignored.
+pub(crate) fn advise_random(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise reads no memory; it takes a descriptor we own for the whole call.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+    if rc != 0 {
+        tracing::debug!(rc, "posix_fadvise(RANDOM) failed; continuing");
+    }
+}
+
 /// The mmap backend.
 pub struct MmapStore {
+    reserve_min: u64,
     file: Arc<File>,
     path: PathBuf,
     len: AtomicU64,
@@ -59,16 +80,19 @@ pub struct MmapStore {
 }
 
 impl MmapStore {
-    /// Opens or creates the file at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens or creates the file at `path`, reserving at least `reserve_min_bytes` of address
+    /// space for the mapping.
+    pub fn open(path: &Path, reserve_min_bytes: u64) -> Result<Self> {
         let file = open_file(path)?;
+        crate::btree::mmap::advise_random(&file);
         let len = file
             .metadata()
             .map_err(|e| EngineError::io("stat database file", e))?
             .len();
         let file = Arc::new(file);
-        let region = map(&file, len)?;
+        let region = map(&file, len, reserve_min_bytes)?;
         Ok(MmapStore {
+            reserve_min: reserve_min_bytes,
             file,
             path: path.to_path_buf(),
             len: AtomicU64::new(len),
@@ -77,21 +101,52 @@ impl MmapStore {
     }
 }
 
-fn map(file: &File, len: u64) -> Result<Arc<Region>> {
+/// Address space reserved for a file of `len` bytes: twice the file (at least `min`), a power
+/// of two, so a growing file is remapped only at each doubling.
+fn reservation(len: u64, min: u64) -> u64 {
+    (len * 2).max(min).next_power_of_two()
+}
+
+fn map(file: &File, len: u64, reserve_min: u64) -> Result<Arc<Region>> {
     if len == 0 {
-        return Ok(Arc::new(Region { map: None, len: 0 }));
+        return Ok(Arc::new(Region {
+            map: None,
+            cap: 0,
+            len: 0,
+        }));
     }
-    let map_len = usize::try_from(len).map_err(|_| {
-        EngineError::InvalidOption(format!("file of {len} bytes cannot be mapped here"))
-    })?;
-    // SAFETY: rule 1 in the module doc: the file is locked, never truncated while mapped, and
-    // `len` bytes exist now. The mapping is read-only; aliasing follows rule 2.
-    let map = unsafe { MmapOptions::new().len(map_len).map(file) }
-        .map_err(|e| EngineError::io("mmap database file", e))?;
-    Ok(Arc::new(Region {
-        map: Some(map),
-        len,
-    }))
+    // Reserve generously; if the address space is refused, map just the file.
+    for cap in [reservation(len, reserve_min), len] {
+        let Ok(map_len) = usize::try_from(cap) else {
+            continue;
+        };
+        // SAFETY: rule 1 in the module doc: the file is locked, never truncated while mapped,
+        // and only bytes below its length are ever read. The mapping is read-only; aliasing
+        // follows rule 2.
+        let mapped = unsafe { MmapOptions::new().len(map_len).map(file) };
+        match mapped {
+            Ok(map) => {
+                // Lookups touch pages at random: read-ahead would only evict useful pages
+                // (and, with large page-cache folios, make a later 4 KiB rewrite dirty a
+                // whole folio).
+                if let Err(e) = map.advise(memmap2::Advice::Random) {
+                    tracing::debug!(error = %e, "madvise(MADV_RANDOM) failed; continuing");
+                }
+                return Ok(Arc::new(Region {
+                    map: Some(Arc::new(map)),
+                    cap,
+                    len,
+                }));
+            }
+            Err(e) if cap == len => return Err(EngineError::io("mmap database file", e)),
+            Err(e) => {
+                tracing::debug!(error = %e, cap, "large mapping refused; mapping the file only")
+            }
+        }
+    }
+    Err(EngineError::InvalidOption(format!(
+        "file of {len} bytes cannot be mapped here"
+    )))
 }
 
 impl PageStore for MmapStore {
@@ -101,8 +156,16 @@ impl PageStore for MmapStore {
             cause: "mapping lock poisoned".into(),
         })?;
         if region.len < len {
-            // Rule 3: the old region stays alive in the views that hold it.
-            *region = map(&self.file, len)?;
+            // Rule 3: views already handed out keep their mapping and readable length.
+            *region = if len <= region.cap {
+                Arc::new(Region {
+                    map: region.map.clone(),
+                    cap: region.cap,
+                    len,
+                })
+            } else {
+                map(&self.file, len, self.reserve_min)?
+            };
         }
         Ok(region.clone())
     }

@@ -88,6 +88,7 @@ impl FileStore {
     /// Opens or creates the file at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let file = open_file(path)?;
+        crate::btree::mmap::advise_random(&file);
         let len = file
             .metadata()
             .map_err(|e| EngineError::io("stat database file", e))?
