@@ -1,0 +1,267 @@
+//! Command-line flags (named like etcd's `benchmark` tool where it has them) and dispatch.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{Keys, Pool};
+use crate::error::{BenchError, Result};
+use crate::kv::{KvConfig, KvOp, KvWorker, parse_mix, prefill};
+use crate::load::{self, LoadSpec, Stop};
+use crate::output;
+use crate::procstat;
+use crate::stats::Summary;
+
+/// strata-bench: an etcd v3 protocol load generator.
+#[derive(Debug, Parser)]
+#[command(name = "strata-bench", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Put keys (etcd `benchmark put`).
+    Put(KvArgs),
+    /// Range one key per request (etcd `benchmark range`).
+    Range(RangeArgs),
+    /// Delete one key per request.
+    Delete(KvArgs),
+    /// The apiserver's optimistic update: Txn If mod_revision==rev Then Put Else Get.
+    TxnPut(KvArgs),
+    /// A weighted mix of put, range-l, range-s, delete and txn-put.
+    Mixed(MixedArgs),
+}
+
+/// Flags every load shares.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Server endpoints, comma-separated (`host:port` or `http://host:port`).
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+    /// Number of gRPC connections.
+    #[arg(long, default_value_t = 1)]
+    pub conns: usize,
+    /// Number of concurrent clients (requests in flight).
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// Total number of requests (default 10000 unless --duration is given).
+    #[arg(long, conflicts_with = "duration")]
+    pub total: Option<u64>,
+    /// Run for this long instead (`10s`, `500ms`, `2m`).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Open loop: requests per second, latency measured from each request's scheduled send
+    /// time. 0 means closed loop.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// PID of the server, to report its CPU seconds and peak RSS (Linux /proc).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Also write the result as JSON to this file (`-` for stdout).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl Common {
+    /// The load shape these flags ask for.
+    pub fn spec(&self) -> LoadSpec {
+        LoadSpec {
+            clients: self.clients.max(1),
+            stop: match self.duration {
+                Some(d) => Stop::Duration(d),
+                None => Stop::Total(self.total.unwrap_or(10_000)),
+            },
+            rate: (self.rate > 0.0).then_some(self.rate),
+            progress: !self.no_progress,
+        }
+    }
+}
+
+/// Key and value shape.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Key size in bytes (the zero-padded key index; longer if the index needs it).
+    #[arg(long, default_value_t = 8)]
+    pub key_size: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 8)]
+    pub val_size: usize,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 1)]
+    pub key_space_size: u64,
+    /// Use keys in order (request i uses key i mod key-space-size) instead of at random.
+    #[arg(long)]
+    pub sequential_keys: bool,
+    /// Prefix of every key.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Write every key of the key space first (untimed).
+    #[arg(long)]
+    pub prefill: bool,
+}
+
+impl KeyArgs {
+    /// The key generator.
+    pub fn keys(&self) -> Keys {
+        Keys {
+            prefix: self.prefix.as_bytes().to_vec(),
+            key_size: self.key_size,
+            key_space_size: self.key_space_size.max(1),
+            sequential: self.sequential_keys,
+        }
+    }
+}
+
+/// Flags of put, delete and txn-put.
+#[derive(Debug, Clone, Args)]
+pub struct KvArgs {
+    /// Load flags.
+    #[command(flatten)]
+    pub common: Common,
+    /// Key flags.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// Flags of range.
+#[derive(Debug, Clone, Args)]
+pub struct RangeArgs {
+    /// Load flags.
+    #[command(flatten)]
+    pub common: Common,
+    /// Key flags.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// `l` for linearizable, `s` for serializable.
+    #[arg(long, default_value = "l")]
+    pub consistency: String,
+}
+
+/// Flags of mixed.
+#[derive(Debug, Clone, Args)]
+pub struct MixedArgs {
+    /// Load flags.
+    #[command(flatten)]
+    pub common: Common,
+    /// Key flags.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Weights, e.g. `put=1,range-s=4,txn-put=1`.
+    #[arg(long, default_value = "put=1,range-l=1")]
+    pub mix: String,
+}
+
+/// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("bad duration unit in {s:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+/// Runs a key-value workload and returns its summary.
+pub async fn run_kv(
+    name: &str,
+    common: &Common,
+    key_args: &KeyArgs,
+    mix: Vec<(KvOp, u32)>,
+) -> Result<Summary> {
+    let pool = Pool::connect(&common.endpoints, common.conns).await?;
+    let keys = key_args.keys();
+    if key_args.prefill {
+        prefill(&pool, &keys, key_args.val_size, common.clients.max(16)).await?;
+    }
+    let cfg = KvConfig {
+        keys,
+        val_size: key_args.val_size,
+        mix,
+    };
+    let spec = common.spec();
+    let workers: Vec<KvWorker> = (0..spec.clients)
+        .map(|c| KvWorker::new(&pool, c, cfg.clone()))
+        .collect();
+    let before = common.pid.map(procstat::sample).transpose()?;
+    let measured = load::run(workers, spec).await;
+    let mut summary = measured.recorder.summary(name, measured.elapsed);
+    if let Some(before) = before {
+        summary.server = Some(before.usage_since(summary.requests)?);
+    }
+    fill_shape(&mut summary, common);
+    Ok(summary)
+}
+
+/// Copies the load shape into a summary.
+pub fn fill_shape(summary: &mut Summary, common: &Common) {
+    summary.endpoints = common.endpoints.clone();
+    summary.conns = common.conns;
+    summary.clients = common.clients.max(1);
+    summary.rate = (common.rate > 0.0).then_some(common.rate);
+}
+
+/// Prints a summary as markdown (stdout, or stderr when JSON goes to stdout) and writes its
+/// JSON if asked.
+pub fn emit(summary: &Summary, json: Option<&std::path::Path>) -> Result<()> {
+    let md = output::markdown(summary);
+    match json {
+        Some(p) if p == std::path::Path::new("-") => eprintln!("{md}"),
+        _ => println!("{md}"),
+    }
+    if let Some(p) = json {
+        output::write_json(summary, p)?;
+    }
+    Ok(())
+}
+
+/// Runs the command the flags name.
+pub async fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Put(a) => {
+            let s = run_kv("put", &a.common, &a.keys, vec![(KvOp::Put, 1)]).await?;
+            emit(&s, a.common.json.as_deref())
+        }
+        Command::Range(a) => {
+            let op = match a.consistency.as_str() {
+                "l" => KvOp::RangeLinearizable,
+                "s" => KvOp::RangeSerializable,
+                other => {
+                    return Err(BenchError::Invalid(format!(
+                        "--consistency {other:?}: use l or s"
+                    )));
+                }
+            };
+            let s = run_kv(op.name(), &a.common, &a.keys, vec![(op, 1)]).await?;
+            emit(&s, a.common.json.as_deref())
+        }
+        Command::Delete(a) => {
+            let s = run_kv("delete", &a.common, &a.keys, vec![(KvOp::Delete, 1)]).await?;
+            emit(&s, a.common.json.as_deref())
+        }
+        Command::TxnPut(a) => {
+            let s = run_kv("txn-put", &a.common, &a.keys, vec![(KvOp::TxnPut, 1)]).await?;
+            emit(&s, a.common.json.as_deref())
+        }
+        Command::Mixed(a) => {
+            let mix = parse_mix(&a.mix)?;
+            let s = run_kv("mixed", &a.common, &a.keys, mix).await?;
+            emit(&s, a.common.json.as_deref())
+        }
+    }
+}
