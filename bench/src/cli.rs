@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::ceiling::{CeilingServer, WatchFault};
 use crate::client::{Keys, Pool};
 use crate::error::{BenchError, Result};
 use crate::kv::{KvConfig, KvOp, KvWorker, parse_mix, prefill};
@@ -12,6 +13,7 @@ use crate::load::{self, LoadSpec, Stop};
 use crate::output;
 use crate::procstat;
 use crate::stats::Summary;
+use crate::watch::{Verdict, WatchConfig, run_watch};
 
 /// strata-bench: an etcd v3 protocol load generator.
 #[derive(Debug, Parser)]
@@ -35,6 +37,78 @@ pub enum Command {
     TxnPut(KvArgs),
     /// A weighted mix of put, range-l, range-s, delete and txn-put.
     Mixed(MixedArgs),
+    /// Put→event latency of W watchers, and a check that each got every event exactly once,
+    /// in revision order.
+    WatchLatency(WatchArgs),
+    /// Serve Put and Range without storing anything (the protocol stack's ceiling).
+    Ceiling(CeilingArgs),
+}
+
+/// Flags of watch-latency (named like etcd's `benchmark watch-latency`).
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Server endpoints, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+    /// Number of gRPC connections.
+    #[arg(long, default_value_t = 1)]
+    pub conns: usize,
+    /// Watch streams.
+    #[arg(long, default_value_t = 10)]
+    pub streams: usize,
+    /// Watchers per stream.
+    #[arg(long, default_value_t = 10)]
+    pub watchers_per_stream: usize,
+    /// Puts per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub put_rate: f64,
+    /// Number of puts.
+    #[arg(long, default_value_t = 1000)]
+    pub put_total: u64,
+    /// Value size in bytes (at least 20).
+    #[arg(long, default_value_t = 32)]
+    pub val_size: usize,
+    /// Watch with prev_kv, as kube-apiserver does.
+    #[arg(long)]
+    pub prev_kv: bool,
+    /// Seconds watchers may lag after the last put before missing events are declared.
+    #[arg(long, default_value_t = 5.0)]
+    pub settle_s: f64,
+    /// PID of the server, for CPU seconds and peak RSS.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Also write the result as JSON to this file (`-` for stdout).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl WatchArgs {
+    /// The workload these flags ask for, watching a prefix unique to this run.
+    pub fn config(&self) -> WatchConfig {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        WatchConfig {
+            endpoints: self.endpoints.clone(),
+            conns: self.conns,
+            streams: self.streams,
+            watchers_per_stream: self.watchers_per_stream,
+            put_rate: self.put_rate,
+            put_total: self.put_total,
+            val_size: self.val_size,
+            prev_kv: self.prev_kv,
+            prefix: format!("/strata-bench/watch/{nanos:x}/").into_bytes(),
+            settle: Duration::from_secs_f64(self.settle_s.max(0.0)),
+        }
+    }
+}
+
+/// Flags of ceiling.
+#[derive(Debug, Clone, Args)]
+pub struct CeilingArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:23790")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// Flags every load shares.
@@ -262,6 +336,33 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             let mix = parse_mix(&a.mix)?;
             let s = run_kv("mixed", &a.common, &a.keys, mix).await?;
             emit(&s, a.common.json.as_deref())
+        }
+        Command::WatchLatency(a) => {
+            let before = a.pid.map(procstat::sample).transpose()?;
+            let mut report = run_watch(&a.config()).await?;
+            if let Some(before) = before {
+                let events = report
+                    .summary
+                    .counters
+                    .get("watch events")
+                    .copied()
+                    .unwrap_or(0);
+                report.summary.server = Some(before.usage_since(events)?);
+            }
+            emit(&report.summary, a.json.as_deref())?;
+            if report.verdicts.iter().all(Verdict::is_ok) {
+                Ok(())
+            } else {
+                Err(BenchError::Invalid("watch verification failed".into()))
+            }
+        }
+        Command::Ceiling(a) => {
+            let server = CeilingServer::start(a.listen, WatchFault::None).await?;
+            eprintln!("ceiling server listening on {}", server.endpoint());
+            tokio::signal::ctrl_c()
+                .await
+                .map_err(|e| BenchError::io("wait for", "ctrl-c", e))?;
+            Ok(())
         }
     }
 }

@@ -27,24 +27,33 @@
 //! 2. `load.rs`: the closed/open-loop driver and the [`Worker`] trait.
 //! 3. `stats.rs`: HDR histograms and the [`Summary`] of a run; `output.rs` prints it.
 //! 4. `kv.rs`: the key-value workloads; `client.rs`: connections and keys.
-//! 5. `procstat.rs`: server CPU and peak RSS from `/proc`.
-//! 6. `proto.rs`: the generated etcd wire types.
+//! 5. `watch.rs`: the watch latency workload and the exactly-once, in-order verifier.
+//! 6. `ceiling.rs`: the store-nothing gRPC server (also the fault-injecting fake for tests).
+//! 7. `process.rs`: starting etcd, Strata and the ceiling on free ports; `procstat.rs`: server
+//!    CPU and peak RSS from `/proc`.
+//! 8. `proto.rs`: the generated etcd wire types.
 
+mod ceiling;
 mod cli;
 mod client;
 mod error;
 mod kv;
 mod load;
 mod output;
+mod process;
 mod procstat;
 pub mod proto;
 mod stats;
+mod watch;
 
+pub use ceiling::{CeilingServer, Counts, WatchFault};
 pub use cli::{Cli, Command, Common, KeyArgs, dispatch, fill_shape, parse_duration, run_kv};
 pub use client::{Keys, Pool, Rng, connect, endpoint_uri, prefix_end};
 pub use error::{BenchError, Result};
 pub use kv::{KvConfig, KvOp, KvWorker, optimistic_put, parse_mix, prefill};
 pub use load::{LoadSpec, Measured, Outcome, Stop, Worker, run};
 pub use output::{TABLE_HEADER, markdown, markdown_row, write_json};
+pub use process::{EtcdLike, ServerProcess, free_port, start_ceiling};
 pub use procstat::{CpuSample, peak_rss_bytes, sample};
 pub use stats::{ErrorCount, Latency, OpSummary, Recorder, ServerUsage, Summary};
+pub use watch::{Verdict, WatchConfig, WatchReport, run_watch, verify};

@@ -64,6 +64,18 @@ impl Recorder {
             .saturating_record(us);
     }
 
+    /// Records a side request (e.g. the writer's puts in the watch workload) under its own
+    /// kind only, leaving the headline latency and count to the main measurement.
+    pub fn ok_side(&mut self, op: &'static str, latency: Duration) {
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, LATENCY_MAX_US);
+        self.per_op
+            .entry(op)
+            .or_insert_with(new_histogram)
+            .saturating_record(us);
+    }
+
     /// Records a failed request of kind `op`.
     pub fn error(&mut self, op: &'static str, status: &tonic::Status) {
         let kind = format!("{op}: {:?}", status.code());
