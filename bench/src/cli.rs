@@ -7,10 +7,13 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::ceiling::{CeilingServer, WatchFault};
 use crate::client::{Keys, Pool};
+use crate::compare::{CompareConfig, Source, SystemSpec, Workload, run_compare};
 use crate::error::{BenchError, Result};
+use crate::kube::{KubeConfig, run_kube};
 use crate::kv::{KvConfig, KvOp, KvWorker, parse_mix, prefill};
 use crate::load::{self, LoadSpec, Stop};
 use crate::output;
+use crate::process::EtcdLike;
 use crate::procstat;
 use crate::stats::Summary;
 use crate::watch::{Verdict, WatchConfig, run_watch};
@@ -42,6 +45,180 @@ pub enum Command {
     WatchLatency(WatchArgs),
     /// Serve Put and Range without storing anything (the protocol stack's ceiling).
     Ceiling(CeilingArgs),
+    /// A kube-apiserver-like mix: gets, paginated lists, creates, updates with retry on
+    /// conflict, deletes, leased events, watches with progress requests, compaction.
+    Kube(KubeArgs),
+    /// Run a workload matrix against etcd, Strata and the ceiling in alternating rounds and
+    /// write a report with ratios, medians and plots.
+    Compare(CompareArgs),
+}
+
+/// Flags of kube.
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// Server endpoints, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+    /// Number of gRPC connections (0: one per ten clients).
+    #[arg(long, default_value_t = 0)]
+    pub conns: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 10)]
+    pub clients: usize,
+    /// Run length.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Pods created before the run.
+    #[arg(long, default_value_t = 1000)]
+    pub objects: u64,
+    /// Object size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub val_size: usize,
+    /// List page size.
+    #[arg(long, default_value_t = 500)]
+    pub page_size: i64,
+    /// Watchers of the pod prefix.
+    #[arg(long, default_value_t = 4)]
+    pub watchers: usize,
+    /// Seconds between compactions.
+    #[arg(long, default_value_t = 5.0)]
+    pub compaction_interval_s: f64,
+    /// PID of the server, for CPU seconds and peak RSS.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Also write the result as JSON to this file (`-` for stdout).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Flags of compare.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// etcd binary to start (ignored with --etcd-endpoints).
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    pub etcd_bin: PathBuf,
+    /// Attach to a running etcd instead of starting one.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// PID of the attached etcd.
+    #[arg(long)]
+    pub etcd_pid: Option<u32>,
+    /// Strata server binary to start with etcd's flags.
+    #[arg(long)]
+    pub strata_bin: Option<PathBuf>,
+    /// Attach to a running Strata instead.
+    #[arg(long, value_delimiter = ',')]
+    pub strata_endpoints: Vec<String>,
+    /// PID of the attached Strata.
+    #[arg(long)]
+    pub strata_pid: Option<u32>,
+    /// Leave out the ceiling server.
+    #[arg(long)]
+    pub no_ceiling: bool,
+    /// Parent directory of the servers' data directories (one file system for all).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Workloads: put, range-l, range-s, txn-put, watch, kube.
+    #[arg(long, value_delimiter = ',', default_value = "put,range-l,range-s")]
+    pub workloads: Vec<String>,
+    /// Client counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    pub clients: Vec<usize>,
+    /// Connections per run (0: one per ten clients, at most 100).
+    #[arg(long, default_value_t = 0)]
+    pub conns: usize,
+    /// Length of each run.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub duration: Duration,
+    /// Rounds (each cell runs once per system per round, order alternating).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Key flags of the KV workloads.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Output directory for report.{html,md,json} and the SVG plots.
+    #[arg(long, default_value = "strata-bench-compare")]
+    pub out: PathBuf,
+}
+
+impl CompareArgs {
+    /// The matrix and systems these flags describe.
+    pub fn config(&self) -> Result<CompareConfig> {
+        let data_root = self
+            .data_root
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("strata-bench-data"));
+        let etcd = if !self.etcd_endpoints.is_empty() {
+            Source::Attach {
+                endpoints: self.etcd_endpoints.clone(),
+                pid: self.etcd_pid,
+            }
+        } else if self.etcd_bin.exists() {
+            Source::Start(EtcdLike {
+                name: "etcd".into(),
+                bin: self.etcd_bin.clone(),
+                data_root: data_root.clone(),
+                extra_args: vec!["--log-level".into(), "error".into()],
+            })
+        } else {
+            Source::Unavailable(format!("{} not found", self.etcd_bin.display()))
+        };
+        let strata = if !self.strata_endpoints.is_empty() {
+            Source::Attach {
+                endpoints: self.strata_endpoints.clone(),
+                pid: self.strata_pid,
+            }
+        } else if let Some(bin) = &self.strata_bin {
+            Source::Start(EtcdLike {
+                name: "strata".into(),
+                bin: bin.clone(),
+                data_root: data_root.clone(),
+                extra_args: Vec::new(),
+            })
+        } else {
+            Source::Unavailable(
+                "no --strata-bin or --strata-endpoints given (the server crate does not exist yet)"
+                    .into(),
+            )
+        };
+        let mut systems = vec![
+            SystemSpec {
+                name: "etcd".into(),
+                source: etcd,
+            },
+            SystemSpec {
+                name: "strata".into(),
+                source: strata,
+            },
+        ];
+        if !self.no_ceiling {
+            let exe = std::env::current_exe()
+                .map_err(|e| BenchError::io("find", "the current executable", e))?;
+            systems.push(SystemSpec {
+                name: "ceiling".into(),
+                source: Source::Ceiling(exe),
+            });
+        }
+        let workloads = self
+            .workloads
+            .iter()
+            .map(|w| Workload::parse(w.trim()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut keys = self.keys.clone();
+        if keys.prefix.is_empty() {
+            keys.prefix = "/strata-bench/kv/".into();
+        }
+        Ok(CompareConfig {
+            systems,
+            workloads,
+            clients: self.clients.clone(),
+            conns: self.conns,
+            duration: self.duration,
+            rounds: self.rounds,
+            keys,
+            out_dir: self.out.clone(),
+        })
+    }
 }
 
 /// Flags of watch-latency (named like etcd's `benchmark watch-latency`).
@@ -355,6 +532,30 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             } else {
                 Err(BenchError::Invalid("watch verification failed".into()))
             }
+        }
+        Command::Kube(a) => {
+            let mut cfg = KubeConfig::new(a.endpoints.clone(), a.clients, a.duration);
+            if a.conns > 0 {
+                cfg.conns = a.conns;
+            }
+            cfg.objects = a.objects;
+            cfg.val_size = a.val_size;
+            cfg.page_size = a.page_size;
+            cfg.watchers = a.watchers;
+            cfg.compaction_interval = Duration::from_secs_f64(a.compaction_interval_s.max(0.1));
+            cfg.pid = a.pid;
+            let s = run_kube(&cfg).await?;
+            emit(&s, a.json.as_deref())
+        }
+        Command::Compare(a) => {
+            let cfg = a.config()?;
+            let report = run_compare(&cfg).await?;
+            println!("{}", crate::report::markdown(&report));
+            eprintln!(
+                "compare: report written to {}",
+                cfg.out_dir.join("report.html").display()
+            );
+            Ok(())
         }
         Command::Ceiling(a) => {
             let server = CeilingServer::start(a.listen, WatchFault::None).await?;

@@ -27,29 +27,39 @@
 //! 2. `load.rs`: the closed/open-loop driver and the [`Worker`] trait.
 //! 3. `stats.rs`: HDR histograms and the [`Summary`] of a run; `output.rs` prints it.
 //! 4. `kv.rs`: the key-value workloads; `client.rs`: connections and keys.
-//! 5. `watch.rs`: the watch latency workload and the exactly-once, in-order verifier.
-//! 6. `ceiling.rs`: the store-nothing gRPC server (also the fault-injecting fake for tests).
-//! 7. `process.rs`: starting etcd, Strata and the ceiling on free ports; `procstat.rs`: server
+//! 5. `kube.rs`: the kube-apiserver-like workload.
+//! 6. `watch.rs`: the watch latency workload and the exactly-once, in-order verifier.
+//! 7. `ceiling.rs`: the store-nothing gRPC server (also the fault-injecting fake for tests).
+//! 8. `compare.rs`: the A/B rounds; `report.rs`: its markdown, HTML and SVG plots.
+//! 9. `process.rs`: starting etcd, Strata and the ceiling on free ports; `procstat.rs`: server
 //!    CPU and peak RSS from `/proc`.
-//! 8. `proto.rs`: the generated etcd wire types.
+//! 10. `proto.rs`: the generated etcd wire types.
 
 mod ceiling;
 mod cli;
 mod client;
+mod compare;
 mod error;
+mod kube;
 mod kv;
 mod load;
 mod output;
 mod process;
 mod procstat;
 pub mod proto;
+mod report;
 mod stats;
 mod watch;
 
 pub use ceiling::{CeilingServer, Counts, WatchFault};
 pub use cli::{Cli, Command, Common, KeyArgs, dispatch, fill_shape, parse_duration, run_kv};
 pub use client::{Keys, Pool, Rng, connect, endpoint_uri, prefix_end};
+pub use compare::{
+    CellResult, CompareConfig, CompareReport, Medians, Source, SystemSpec, Workload, median,
+    run_compare,
+};
 pub use error::{BenchError, Result};
+pub use kube::{KubeConfig, run_kube};
 pub use kv::{KvConfig, KvOp, KvWorker, optimistic_put, parse_mix, prefill};
 pub use load::{LoadSpec, Measured, Outcome, Stop, Worker, run};
 pub use output::{TABLE_HEADER, markdown, markdown_row, write_json};

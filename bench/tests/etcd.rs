@@ -107,3 +107,38 @@ async fn etcd_delivers_every_watch_event_once_in_order() {
     assert_eq!(r.summary.counters["watch events"], 20 * 300);
     assert_eq!(r.summary.errors, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_serves_the_kube_workload() {
+    let Some(etcd) = common::etcd("etcd_serves_the_kube_workload").await else {
+        return;
+    };
+    let mut cfg =
+        strata_bench::KubeConfig::new(vec![etcd.endpoint.clone()], 8, Duration::from_secs(3));
+    cfg.objects = 200;
+    cfg.page_size = 50;
+    cfg.watchers = 2;
+    cfg.compaction_interval = Duration::from_millis(700);
+    cfg.pid = Some(etcd.pid);
+    let s = strata_bench::run_kube(&cfg).await.unwrap();
+    assert!(s.requests > 0);
+    assert_eq!(s.errors, 0, "{:?}", s.errors_by_kind);
+    for op in ["get", "list", "create", "update", "event"] {
+        assert!(
+            s.per_op.get(op).is_some_and(|o| o.count > 0),
+            "no {op}: {:?}",
+            s.per_op.keys()
+        );
+    }
+    // Pages of 50 over at least 200 pods: several pages per list.
+    assert!(s.counters["list pages"] >= 4 * s.per_op["list"].count);
+    assert!(s.counters["compactions"] >= 1, "{:?}", s.counters);
+    assert!(s.counters["watch events"] > 0);
+    assert!(
+        s.counters
+            .get("watch progress notifications")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+}
