@@ -64,8 +64,20 @@ pub struct EtcdLike {
 
 impl EtcdLike {
     /// Starts the server on free ports with a fresh data directory and waits until it answers
-    /// a Range (at most `ready_timeout`).
+    /// a Range (at most `ready_timeout`). A port found free can be taken by someone else
+    /// before the server binds it, so a failed start is tried again, up to three times.
     pub async fn start(&self, ready_timeout: Duration) -> Result<ServerProcess> {
+        let mut attempt = 1;
+        loop {
+            match self.start_once(ready_timeout).await {
+                Ok(p) => return Ok(p),
+                Err(e) if attempt >= 3 => return Err(e),
+                Err(_) => attempt += 1,
+            }
+        }
+    }
+
+    async fn start_once(&self, ready_timeout: Duration) -> Result<ServerProcess> {
         std::fs::create_dir_all(&self.data_root)
             .map_err(|e| BenchError::io("create", &self.data_root, e))?;
         let dir = tempfile::Builder::new()
