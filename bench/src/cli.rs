@@ -549,7 +549,13 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Compare(a) => {
             let cfg = a.config()?;
-            let report = run_compare(&cfg).await?;
+            // On Ctrl-C the run is dropped, and with it every server process it started.
+            let report = tokio::select! {
+                r = run_compare(&cfg) => r?,
+                _ = tokio::signal::ctrl_c() => {
+                    return Err(BenchError::Invalid("compare interrupted; servers stopped".into()));
+                }
+            };
             println!("{}", crate::report::markdown(&report));
             eprintln!(
                 "compare: report written to {}",

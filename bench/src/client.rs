@@ -154,3 +154,44 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     // Every byte was 0xff (or the prefix was empty): the range runs to the end of the keys.
     vec![0]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_etcds() {
+        assert_eq!(prefix_end(b"abc"), b"abd".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+        assert_eq!(prefix_end(b""), vec![0]);
+    }
+
+    #[test]
+    fn keys_are_padded_and_sequential_keys_wrap() {
+        let keys = Keys {
+            prefix: b"/k/".to_vec(),
+            key_size: 4,
+            key_space_size: 10,
+            sequential: true,
+        };
+        let mut rng = Rng::new(1);
+        assert_eq!(keys.pick(3, &mut rng), b"/k/0003".to_vec());
+        assert_eq!(keys.pick(13, &mut rng), b"/k/0003".to_vec());
+        assert_eq!(keys.key(123_456), b"/k/123456".to_vec());
+        let random = Keys {
+            sequential: false,
+            ..keys
+        };
+        for seq in 0..100 {
+            let k = random.pick(seq, &mut rng);
+            assert!(k.as_slice() >= b"/k/0000".as_slice() && k.as_slice() <= b"/k/0009".as_slice());
+        }
+    }
+
+    #[test]
+    fn endpoints_get_a_scheme() {
+        assert_eq!(endpoint_uri("127.0.0.1:2379"), "http://127.0.0.1:2379");
+        assert_eq!(endpoint_uri("https://h:1"), "https://h:1");
+    }
+}
