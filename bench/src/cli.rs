@@ -514,55 +514,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             let s = run_kv("mixed", &a.common, &a.keys, mix).await?;
             emit(&s, a.common.json.as_deref())
         }
-        Command::WatchLatency(a) => {
-            let before = a.pid.map(procstat::sample).transpose()?;
-            let mut report = run_watch(&a.config()).await?;
-            if let Some(before) = before {
-                let events = report
-                    .summary
-                    .counters
-                    .get("watch events")
-                    .copied()
-                    .unwrap_or(0);
-                report.summary.server = Some(before.usage_since(events)?);
-            }
-            emit(&report.summary, a.json.as_deref())?;
-            if report.verdicts.iter().all(Verdict::is_ok) {
-                Ok(())
-            } else {
-                Err(BenchError::Invalid("watch verification failed".into()))
-            }
-        }
-        Command::Kube(a) => {
-            let mut cfg = KubeConfig::new(a.endpoints.clone(), a.clients, a.duration);
-            if a.conns > 0 {
-                cfg.conns = a.conns;
-            }
-            cfg.objects = a.objects;
-            cfg.val_size = a.val_size;
-            cfg.page_size = a.page_size;
-            cfg.watchers = a.watchers;
-            cfg.compaction_interval = Duration::from_secs_f64(a.compaction_interval_s.max(0.1));
-            cfg.pid = a.pid;
-            let s = run_kube(&cfg).await?;
-            emit(&s, a.json.as_deref())
-        }
-        Command::Compare(a) => {
-            let cfg = a.config()?;
-            // On Ctrl-C the run is dropped, and with it every server process it started.
-            let report = tokio::select! {
-                r = run_compare(&cfg) => r?,
-                _ = tokio::signal::ctrl_c() => {
-                    return Err(BenchError::Invalid("compare interrupted; servers stopped".into()));
-                }
-            };
-            println!("{}", crate::report::markdown(&report));
-            eprintln!(
-                "compare: report written to {}",
-                cfg.out_dir.join("report.html").display()
-            );
-            Ok(())
-        }
+        Command::WatchLatency(a) => watch_latency(&a).await,
+        Command::Kube(a) => kube(&a).await,
+        Command::Compare(a) => compare(&a).await,
         Command::Ceiling(a) => {
             let server = CeilingServer::start(a.listen, WatchFault::None).await?;
             eprintln!("ceiling server listening on {}", server.endpoint());
@@ -572,4 +526,56 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn watch_latency(a: &WatchArgs) -> Result<()> {
+    let before = a.pid.map(procstat::sample).transpose()?;
+    let mut report = run_watch(&a.config()).await?;
+    if let Some(before) = before {
+        let events = report
+            .summary
+            .counters
+            .get("watch events")
+            .copied()
+            .unwrap_or(0);
+        report.summary.server = Some(before.usage_since(events)?);
+    }
+    emit(&report.summary, a.json.as_deref())?;
+    if report.verdicts.iter().all(Verdict::is_ok) {
+        Ok(())
+    } else {
+        Err(BenchError::Invalid("watch verification failed".into()))
+    }
+}
+
+async fn kube(a: &KubeArgs) -> Result<()> {
+    let mut cfg = KubeConfig::new(a.endpoints.clone(), a.clients, a.duration);
+    if a.conns > 0 {
+        cfg.conns = a.conns;
+    }
+    cfg.objects = a.objects;
+    cfg.val_size = a.val_size;
+    cfg.page_size = a.page_size;
+    cfg.watchers = a.watchers;
+    cfg.compaction_interval = Duration::from_secs_f64(a.compaction_interval_s.max(0.1));
+    cfg.pid = a.pid;
+    let s = run_kube(&cfg).await?;
+    emit(&s, a.json.as_deref())
+}
+
+async fn compare(a: &CompareArgs) -> Result<()> {
+    let cfg = a.config()?;
+    // On Ctrl-C the run is dropped, and with it every server process it started.
+    let report = tokio::select! {
+        r = run_compare(&cfg) => r?,
+        _ = tokio::signal::ctrl_c() => {
+            return Err(BenchError::Invalid("compare interrupted; servers stopped".into()));
+        }
+    };
+    println!("{}", crate::report::markdown(&report));
+    eprintln!(
+        "compare: report written to {}",
+        cfg.out_dir.join("report.html").display()
+    );
+    Ok(())
 }

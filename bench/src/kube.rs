@@ -462,6 +462,33 @@ async fn watcher(pool: Pool, w: usize, from_rev: i64, mut stop: watch::Receiver<
     rec
 }
 
+/// `Txn(If version(compact_rev_key) == local_version Then Put(compact_rev_key) Else
+/// Range(compact_rev_key))`: at most one apiserver wins each interval.
+fn compact_rev_txn(local_version: i64) -> TxnRequest {
+    TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Version as i32,
+            key: COMPACT_KEY.to_vec(),
+            target_union: Some(TargetUnion::Version(local_version)),
+            ..Default::default()
+        }],
+        success: vec![RequestOp {
+            request: Some(Request::RequestPut(PutRequest {
+                key: COMPACT_KEY.to_vec(),
+                value: b"rev".to_vec(),
+                ..Default::default()
+            })),
+        }],
+        failure: vec![RequestOp {
+            request: Some(Request::RequestRange(RangeRequest {
+                key: COMPACT_KEY.to_vec(),
+                ..Default::default()
+            })),
+        }],
+    }
+}
+
 /// The apiserver's compactor: every interval, `Txn(If version(compact_rev_key) == local Then
 /// Put(compact_rev_key, rev) Else Range(compact_rev_key))`; the winner compacts to the
 /// revision it saw one interval earlier.
@@ -477,28 +504,7 @@ async fn compactor(pool: Pool, interval: Duration, mut stop: watch::Receiver<boo
             _ = stop.changed() => break,
             _ = tick.tick() => {}
         }
-        let txn = TxnRequest {
-            compare: vec![Compare {
-                result: CompareResult::Equal as i32,
-                target: CompareTarget::Version as i32,
-                key: COMPACT_KEY.to_vec(),
-                target_union: Some(TargetUnion::Version(local_version)),
-                ..Default::default()
-            }],
-            success: vec![RequestOp {
-                request: Some(Request::RequestPut(PutRequest {
-                    key: COMPACT_KEY.to_vec(),
-                    value: b"rev".to_vec(),
-                    ..Default::default()
-                })),
-            }],
-            failure: vec![RequestOp {
-                request: Some(Request::RequestRange(RangeRequest {
-                    key: COMPACT_KEY.to_vec(),
-                    ..Default::default()
-                })),
-            }],
-        };
+        let txn = compact_rev_txn(local_version);
         let t = Instant::now();
         let resp = match kv.txn(txn).await {
             Ok(r) => r.into_inner(),
