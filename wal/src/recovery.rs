@@ -109,13 +109,13 @@ impl Replay {
         match payload {
             Payload::Entry { id, .. } => {
                 let free = std::mem::take(&mut self.free_start);
-                if let Some(next) = self.next.filter(|_| !free) {
-                    if id.index.0 != next {
-                        return Err(format!(
-                            "entry {} does not follow the log (expected {next})",
-                            id.index
-                        ));
-                    }
+                if let Some(next) = self.next.filter(|_| !free)
+                    && id.index.0 != next
+                {
+                    return Err(format!(
+                        "entry {} does not follow the log (expected {next})",
+                        id.index
+                    ));
                 }
                 if self.entries.is_empty() {
                     self.base = id.index.0;
@@ -211,17 +211,17 @@ pub(crate) fn recover(store: &dyn SegmentStore, opts: &WalOptions) -> Result<Rec
             .open(name)
             .map_err(|e| WalError::io("open", &path, e))?;
         let checked = read_segment(file.as_ref(), &path, *seq, &mut buf).and_then(|header| {
-            if let Some(prev) = segments.last() {
-                if header.first_lsn != next_lsn {
-                    return Err(WalError::corrupted(
-                        &path,
-                        0,
-                        format!(
-                            "segment starts at record {} but {} ended before record {next_lsn}",
-                            header.first_lsn, prev.name
-                        ),
-                    ));
-                }
+            if let Some(prev) = segments.last()
+                && header.first_lsn != next_lsn
+            {
+                return Err(WalError::corrupted(
+                    &path,
+                    0,
+                    format!(
+                        "segment starts at record {} but {} ended before record {next_lsn}",
+                        header.first_lsn, prev.name
+                    ),
+                ));
             }
             Ok(header)
         });

@@ -243,17 +243,18 @@ fn check_fault(s: &mut State, op: FaultOp, commit: bool) -> io::Result<()> {
         FaultOp::Write => s.writes += 1,
         FaultOp::Sync => s.syncs += 1,
     }
-    if let Some(f) = s.fault.as_mut() {
-        if f.op == op && (commit || !f.commit_only) {
-            if f.skip > 0 {
-                f.skip -= 1;
-            } else {
-                let errno = f.errno;
-                if !f.sticky {
-                    s.fault = None;
-                }
-                return Err(io::Error::from_raw_os_error(errno));
+    if let Some(f) = s.fault.as_mut()
+        && f.op == op
+        && (commit || !f.commit_only)
+    {
+        if f.skip > 0 {
+            f.skip -= 1;
+        } else {
+            let errno = f.errno;
+            if !f.sticky {
+                s.fault = None;
             }
+            return Err(io::Error::from_raw_os_error(errno));
         }
     }
     Ok(())

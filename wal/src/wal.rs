@@ -71,7 +71,7 @@ impl Default for WalOptions {
 impl WalOptions {
     fn validate(&self) -> Result<()> {
         let s = self.segment_bytes;
-        if s % 4096 != 0 || !((64 << 10)..=(1 << 30)).contains(&s) {
+        if !s.is_multiple_of(4096) || !((64 << 10)..=(1 << 30)).contains(&s) {
             return Err(WalError::InvalidArgument(format!(
                 "segment_bytes {s} must be a multiple of 4096 between 64 KiB and 1 GiB"
             )));
@@ -185,10 +185,10 @@ impl Inner {
     }
 
     fn pop_back(&mut self) {
-        if let Some(s) = self.slots.pop_back() {
-            if let Some(h) = s.hot {
-                self.hot_bytes -= h.len();
-            }
+        if let Some(s) = self.slots.pop_back()
+            && let Some(h) = s.hot
+        {
+            self.hot_bytes -= h.len();
         }
         self.hot_front = self.hot_front.min(self.slots.len());
     }
@@ -270,10 +270,10 @@ impl Wal {
     /// Opens (creating if needed) the log in `dir`, recovering what is there.
     pub fn open(dir: impl AsRef<Path>, mut opts: WalOptions) -> Result<Wal> {
         let dir = dir.as_ref();
-        if opts.backend == BackendChoice::Auto {
-            if let Some(choice) = BackendChoice::from_env() {
-                opts.backend = choice;
-            }
+        if opts.backend == BackendChoice::Auto
+            && let Some(choice) = BackendChoice::from_env()
+        {
+            opts.backend = choice;
         }
         let store = FsStore::open(dir, opts.backend)
             .map_err(|e| WalError::io("open", dir.display().to_string(), e))?;
@@ -654,13 +654,13 @@ impl Wal {
                             e.id.index
                         )));
                     }
-                    if let Some(x) = expected {
-                        if e.id.index.0 != x {
-                            return Err(WalError::NonContiguous {
-                                expected: LogIndex(x),
-                                got: e.id.index,
-                            });
-                        }
+                    if let Some(x) = expected
+                        && e.id.index.0 != x
+                    {
+                        return Err(WalError::NonContiguous {
+                            expected: LogIndex(x),
+                            got: e.id.index,
+                        });
                     }
                     if e.payload.len() as u64 > max {
                         return Err(WalError::EntryTooLarge {
@@ -670,11 +670,11 @@ impl Wal {
                     }
                     expected = Some(e.id.index.0 + 1);
                 }
-                if inner.slots.is_empty() {
-                    if let Some(first) = entries.first() {
-                        inner.base = first.id.index.0;
-                        inner.hot_front = 0;
-                    }
+                if inner.slots.is_empty()
+                    && let Some(first) = entries.first()
+                {
+                    inner.base = first.id.index.0;
+                    inner.hot_front = 0;
                 }
                 if let Some(last) = entries.last() {
                     inner.next = Some(last.id.index.0 + 1);
@@ -697,12 +697,12 @@ impl Wal {
                         "truncate index {after:?} is out of range"
                     )));
                 }
-                if let Some(p) = inner.last_purged.map(|p| p.index.0) {
-                    if after.is_none_or(|a| a.0 < p) {
-                        return Err(WalError::InvalidArgument(format!(
-                            "cannot truncate after {after:?}: entries up to {p} are purged"
-                        )));
-                    }
+                if let Some(p) = inner.last_purged.map(|p| p.index.0)
+                    && after.is_none_or(|a| a.0 < p)
+                {
+                    return Err(WalError::InvalidArgument(format!(
+                        "cannot truncate after {after:?}: entries up to {p} are purged"
+                    )));
                 }
                 let keep = match after {
                     None => 0,
@@ -723,13 +723,13 @@ impl Wal {
                         id.index
                     )));
                 }
-                if let Some(p) = inner.last_purged {
-                    if id.index.0 < p.index.0 {
-                        return Err(WalError::InvalidArgument(format!(
-                            "purge through {} is behind the last purge ({})",
-                            id.index, p.index
-                        )));
-                    }
+                if let Some(p) = inner.last_purged
+                    && id.index.0 < p.index.0
+                {
+                    return Err(WalError::InvalidArgument(format!(
+                        "purge through {} is behind the last purge ({})",
+                        id.index, p.index
+                    )));
                 }
                 while !inner.slots.is_empty() && inner.base <= id.index.0 {
                     inner.pop_front();

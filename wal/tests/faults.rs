@@ -32,11 +32,11 @@ fn check_fault(op: FaultOp, errno: i32, skip: u64) {
         }
         next += 1;
         // Wait now and then so that the flusher does many batches.
-        if i % 7 == 0 && wal.append(vec![entry(next, 1, 500)]).is_err() {
+        if i.is_multiple_of(7) && wal.append(vec![entry(next, 1, 500)]).is_err() {
             next += 1;
             break;
         }
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             next += 1;
         }
     }
