@@ -297,8 +297,11 @@ fn bench(c: &mut Criterion) {
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     // Loaded databases for the read groups, built once; their sizes are the size result.
+    // STRATA_BENCH_ENGINES=strata,lmdb runs a subset.
+    let only = std::env::var("STRATA_BENCH_ENGINES").unwrap_or_default();
     let loaded: Vec<(Arc<dyn Engine>, tempfile::TempDir)> = ENGINES
         .iter()
+        .filter(|name| only.is_empty() || only.split(',').any(|o| o == **name))
         .map(|name| {
             let dir = tempfile::tempdir_in(&base).unwrap();
             let e = open(name, dir.path());
