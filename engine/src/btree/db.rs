@@ -337,8 +337,8 @@ impl Shared {
             let slot = 1 - sync.slot;
             let mut buf = vec![0u8; self.page_size];
             buf[..META_BYTES].copy_from_slice(&meta.encode());
-            self.store.write_at(slot * self.page_size as u64, &buf)?;
-            self.store.sync_data()?;
+            self.store
+                .write_durable(slot * self.page_size as u64, &buf)?;
             Ok(slot)
         })();
         match r {

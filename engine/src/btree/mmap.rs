@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use memmap2::{Mmap, MmapOptions};
 
-use crate::btree::store::{PageStore, PageView, check_range, open_file};
+use crate::btree::store::{PageStore, PageView, check_range, open_dsync, open_file};
 use crate::error::{EngineError, Result};
 
 struct Region {
@@ -74,6 +74,7 @@ pub(crate) fn advise_random(file: &File) {
 pub struct MmapStore {
     reserve_min: u64,
     file: Arc<File>,
+    dsync: File,
     path: PathBuf,
     len: AtomicU64,
     region: Mutex<Arc<Region>>,
@@ -92,6 +93,7 @@ impl MmapStore {
         let file = Arc::new(file);
         let region = map(&file, len, reserve_min_bytes)?;
         Ok(MmapStore {
+            dsync: open_dsync(path)?,
             reserve_min: reserve_min_bytes,
             file,
             path: path.to_path_buf(),
@@ -183,6 +185,15 @@ impl PageStore for MmapStore {
         self.file
             .sync_data()
             .map_err(|e| EngineError::io("fdatasync database file", e))
+    }
+
+    fn write_durable(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.dsync
+            .write_all_at(data, offset)
+            .map_err(|e| EngineError::io("write database file (O_DSYNC)", e))?;
+        self.len
+            .fetch_max(offset + data.len() as u64, Ordering::AcqRel);
+        Ok(())
     }
 
     fn len(&self) -> Result<u64> {
