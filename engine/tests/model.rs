@@ -164,7 +164,8 @@ fn run(steps: &[Step], seed: u64) {
     crash_everywhere(&store, &points, seed);
 }
 
-/// Cuts power at a sample of points (every sync boundary and its neighbours, plus random ones).
+/// Cuts power after every operation of a short history; for a long one, at every sync boundary
+/// and its neighbours plus 40 random points.
 fn crash_everywhere(store: &SimStore, points: &[DurablePoint], seed: u64) {
     let total = store.ops_len();
     let first = points[0].end_ops;
@@ -187,8 +188,13 @@ fn crash_everywhere(store: &SimStore, points: &[DurablePoint], seed: u64) {
         x ^= x << 17;
         x
     };
-    for _ in 0..20 {
-        at.push(first + (rnd() as usize) % (total - first + 1));
+    if total - first <= 400 {
+        // Short histories: a cut after every single operation.
+        at.extend(first..=total);
+    } else {
+        for _ in 0..40 {
+            at.push(first + (rnd() as usize) % (total - first + 1));
+        }
     }
     at.retain(|&n| n >= first && n <= total);
     at.sort_unstable();
