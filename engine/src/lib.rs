@@ -28,8 +28,12 @@
 //! 6. `btree/free.rs`: free pages, readers, and when a page may be reused (with a loom model).
 //! 7. `btree/check.rs`: the consistency checker.
 //! 8. `btree/store.rs`, `btree/mmap.rs`, `btree/sim.rs`: the page-store seam and its backends.
+//! 9. `mvcc/`: etcd's data model — revisions and their bucket keys, a key's generations
+//!    (`KeyIndex`, with etcd's compaction rules), the stored `KeyValue` encoding. The MVCC store
+//!    on top of them is the next step.
 
 pub mod btree;
 mod error;
+pub mod mvcc;
 
 pub use error::{EngineError, Result};

@@ -1,0 +1,11 @@
+//! The MVCC layer's building blocks (etcd's data model): revisions and their keys in the
+//! `key` bucket, a key's history in generations, and the stored `KeyValue` encoding. The
+//! store that applies etcd's operations on top of them is built on these.
+
+mod key_index;
+mod kv;
+mod revision;
+
+pub use key_index::{Generation, KeyAt, KeyIndex};
+pub use kv::KeyValue;
+pub use revision::{REVISION_KEY_BYTES, Revision, TOMBSTONE_KEY_BYTES};
