@@ -4,8 +4,12 @@
 
 mod key_index;
 mod kv;
+mod ops;
 mod revision;
+mod store;
 
 pub use key_index::{Generation, KeyAt, KeyIndex};
 pub use kv::KeyValue;
+pub use ops::*;
 pub use revision::{REVISION_KEY_BYTES, Revision, TOMBSTONE_KEY_BYTES};
+pub use store::{MvccOptions, MvccStore};

@@ -1,0 +1,860 @@
+//! The MVCC store: etcd's key-value semantics over the B+tree.
+//!
+//! Layout in the database file:
+//! - bucket `key`: revision key (17 bytes, 18 for a tombstone; see `revision.rs`) → the
+//!   protobuf `KeyValue` of that revision (a tombstone stores just the key);
+//! - bucket `meta`: `consistent_index` (the last applied raft log index, u64 big-endian),
+//!   `scheduledCompactRev` and `finishedCompactRev` (i64 big-endian), written in the same
+//!   commit as the data they describe.
+//!
+//! In memory: the key index (key → [`KeyIndex`]), rebuilt by scanning the `key` bucket on
+//! open, as etcd does.
+//!
+//! Concurrency: one applier at a time (the B+tree's writer lock). A request's changes are
+//! committed to the tree (published, not yet durable) before the index is updated, and a reader
+//! takes its tree snapshot under the same index lock it reads revisions under, so a reader
+//! never sees a revision whose value its snapshot lacks.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::btree::{Db, Durability, ReadTxn, WriteTxn};
+use crate::mvcc::key_index::KeyIndex;
+use crate::mvcc::kv::KeyValue;
+use crate::mvcc::ops::*;
+use crate::mvcc::revision::Revision;
+
+const KEY_BUCKET: &[u8] = b"key";
+const META_BUCKET: &[u8] = b"meta";
+const CONSISTENT_INDEX: &[u8] = b"consistent_index";
+const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
+const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+
+/// How the store makes applied entries durable and compacts.
+#[derive(Clone, Debug)]
+pub struct MvccOptions {
+    /// Make applied entries durable at least this often ([`MvccStore::maybe_sync`]).
+    pub sync_interval: Duration,
+    /// ... or once this many entries were applied since the last durable commit.
+    pub sync_entries: u64,
+    /// Revisions removed per write transaction by physical compaction.
+    pub compaction_batch: usize,
+}
+
+impl Default for MvccOptions {
+    fn default() -> Self {
+        MvccOptions {
+            sync_interval: Duration::from_millis(100),
+            sync_entries: 10_000,
+            compaction_batch: 1000,
+        }
+    }
+}
+
+struct Index {
+    keys: BTreeMap<Vec<u8>, KeyIndex>,
+    current: i64,
+    compacted: i64,
+    applied: u64,
+}
+
+struct Cadence {
+    last_sync: Instant,
+    pending: u64,
+}
+
+/// The MVCC store.
+pub struct MvccStore {
+    db: Db,
+    opts: MvccOptions,
+    index: RwLock<Index>,
+    cadence: Mutex<Cadence>,
+}
+
+fn storage(e: impl std::fmt::Display) -> MvccError {
+    MvccError::Storage(e.to_string())
+}
+
+fn be_i64(v: &[u8]) -> Result<i64, MvccError> {
+    <[u8; 8]>::try_from(v)
+        .map(i64::from_be_bytes)
+        .map_err(|_| storage("meta value is not 8 bytes"))
+}
+
+/// The keys a `(key, range_end)` pair selects, as bounds.
+fn bounds<'a>(key: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    if end.is_empty() {
+        (Bound::Included(key), Bound::Included(key))
+    } else if end == [0] {
+        (Bound::Included(key), Bound::Unbounded)
+    } else {
+        (Bound::Included(key), Bound::Excluded(end))
+    }
+}
+
+fn in_range(k: &[u8], key: &[u8], end: &[u8]) -> bool {
+    if end.is_empty() {
+        k == key
+    } else if end == [0] {
+        k >= key
+    } else {
+        k >= key && k < end
+    }
+}
+
+impl Index {
+    /// `(key, revision holding its value)` of every key live at `rev` in the range.
+    fn live_at(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<(Vec<u8>, Revision)> {
+        let (lo, hi) = bounds(key, end);
+        if let (Bound::Included(l), Bound::Excluded(h)) = (lo, hi)
+            && l >= h
+        {
+            return Vec::new();
+        }
+        self.keys
+            .range::<[u8], _>((lo, hi))
+            .filter_map(|(k, ki)| ki.get(rev).map(|at| (k.clone(), at.modified)))
+            .collect()
+    }
+}
+
+impl MvccStore {
+    /// Opens the store kept in `db`, rebuilding the key index, and finishes a compaction a
+    /// crash interrupted.
+    pub fn open(db: Db, opts: MvccOptions) -> Result<MvccStore, MvccError> {
+        let r = db.begin_read().map_err(storage)?;
+        let meta = |k: &[u8]| -> Result<Option<i64>, MvccError> {
+            r.get(META_BUCKET, k)
+                .map_err(storage)?
+                .map(|v| be_i64(&v))
+                .transpose()
+        };
+        let applied = meta(CONSISTENT_INDEX)?.unwrap_or(0) as u64;
+        let scheduled = meta(SCHEDULED_COMPACT)?.unwrap_or(0);
+        let finished = meta(FINISHED_COMPACT)?.unwrap_or(0);
+        let mut keys: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
+        let mut current = 0;
+        for item in r
+            .range(KEY_BUCKET, Bound::Unbounded, Bound::Unbounded)
+            .map_err(storage)?
+        {
+            let (k, v) = item.map_err(storage)?;
+            let (rev, tombstone) = Revision::from_key(&k).map_err(storage)?;
+            let kv = KeyValue::decode(&v).map_err(storage)?;
+            current = current.max(rev.main);
+            match keys.get_mut(&kv.key) {
+                Some(ki) if tombstone => {
+                    ki.tombstone(rev).map_err(storage)?;
+                }
+                Some(ki) => ki.put(rev).map_err(storage)?,
+                None if tombstone => {
+                    keys.insert(kv.key, KeyIndex::restore_tombstone(rev));
+                }
+                None => {
+                    keys.insert(
+                        kv.key,
+                        KeyIndex::restore(Revision::new(kv.create_revision, 0), rev, kv.version),
+                    );
+                }
+            }
+        }
+        drop(r);
+        let store = MvccStore {
+            db,
+            opts,
+            index: RwLock::new(Index {
+                keys,
+                current: current.max(scheduled),
+                compacted: finished,
+                applied,
+            }),
+            cadence: Mutex::new(Cadence {
+                last_sync: Instant::now(),
+                pending: 0,
+            }),
+        };
+        if scheduled > finished {
+            store.compact_index(scheduled)?;
+            store.compact_physical(scheduled)?;
+        }
+        Ok(store)
+    }
+
+    fn read_index(&self) -> Result<std::sync::RwLockReadGuard<'_, Index>, MvccError> {
+        self.index
+            .read()
+            .map_err(|_| storage("index lock poisoned"))
+    }
+
+    fn write_index(&self) -> Result<std::sync::RwLockWriteGuard<'_, Index>, MvccError> {
+        self.index
+            .write()
+            .map_err(|_| storage("index lock poisoned"))
+    }
+
+    /// The current revision.
+    pub fn revision(&self) -> Result<i64, MvccError> {
+        Ok(self.read_index()?.current)
+    }
+
+    /// The last compacted revision.
+    pub fn compacted(&self) -> Result<i64, MvccError> {
+        Ok(self.read_index()?.compacted)
+    }
+
+    /// The last applied raft log index.
+    pub fn applied_index(&self) -> Result<u64, MvccError> {
+        Ok(self.read_index()?.applied)
+    }
+
+    /// The underlying database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// A range, served from the current state (a serializable read).
+    pub fn range(&self, req: &RangeRequest) -> Result<Applied<RangeResponse>, MvccError> {
+        let (found, count, snap, current) = {
+            let idx = self.read_index()?;
+            let rev = check_revision(req.revision, idx.current, idx.compacted)?;
+            let found = idx.live_at(&req.key, &req.range_end, rev);
+            let count = found.len() as i64;
+            // The snapshot is taken under the index lock: it holds every revision just read.
+            (
+                found,
+                count,
+                self.db.begin_read().map_err(storage)?,
+                idx.current,
+            )
+        };
+        let response = finish_range(req, found, count, |_, rev| read_kv(&snap, rev))?;
+        Ok(Applied {
+            response,
+            revision: current,
+        })
+    }
+
+    /// Applies requests from the raft log, each tagged with its log index, in one write
+    /// transaction; entries at or below the last applied index are skipped (replay). The
+    /// applied index is stored in the same commit. Returns one result per request applied.
+    pub fn apply(
+        &self,
+        entries: &[(u64, WriteRequest)],
+    ) -> Result<Vec<Result<Applied<WriteResponse>, MvccError>>, MvccError> {
+        let (applied, current, compacted) = {
+            let idx = self.read_index()?;
+            (idx.applied, idx.current, idx.compacted)
+        };
+        let todo: Vec<&(u64, WriteRequest)> =
+            entries.iter().filter(|(i, _)| *i > applied).collect();
+        let Some(last_index) = todo.last().map(|(i, _)| *i) else {
+            return Ok(Vec::new());
+        };
+        let mut w = self.db.begin_write().map_err(storage)?;
+        let idx = self.read_index()?;
+        let mut ctx = Apply {
+            w: &mut w,
+            idx: &idx,
+            main: current,
+            compacted,
+            overlay: BTreeMap::new(),
+            changes: Vec::new(),
+            compact_to: None,
+        };
+        let mut results = Vec::with_capacity(todo.len());
+        for (_, req) in &todo {
+            results.push(ctx.request(req));
+        }
+        let (changes, compact_to, main) =
+            (std::mem::take(&mut ctx.changes), ctx.compact_to, ctx.main);
+        drop(idx);
+        w.put(META_BUCKET, CONSISTENT_INDEX, &last_index.to_be_bytes())
+            .map_err(storage)?;
+        w.commit(Durability::Fast).map_err(storage)?;
+        {
+            let mut idx = self.write_index()?;
+            for (key, rev, tombstone) in changes {
+                let ki = idx.keys.entry(key).or_default();
+                if tombstone {
+                    ki.tombstone(rev).map_err(storage)?;
+                } else {
+                    ki.put(rev).map_err(storage)?;
+                }
+            }
+            idx.current = main;
+            idx.applied = last_index;
+        }
+        if let Ok(mut c) = self.cadence.lock() {
+            c.pending += todo.len() as u64;
+        }
+        if let Some(rev) = compact_to {
+            self.compact_index(rev)?;
+            self.compact_physical(rev)?;
+        }
+        Ok(results)
+    }
+
+    /// Makes everything applied durable.
+    pub fn sync(&self) -> Result<(), MvccError> {
+        self.db.sync().map_err(storage)?;
+        if let Ok(mut c) = self.cadence.lock() {
+            c.pending = 0;
+            c.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Syncs if the cadence says so (`sync_interval` elapsed or `sync_entries` applied);
+    /// returns whether it did.
+    pub fn maybe_sync(&self) -> Result<bool, MvccError> {
+        let due = match self.cadence.lock() {
+            Ok(c) => {
+                c.pending > 0
+                    && (c.pending >= self.opts.sync_entries
+                        || c.last_sync.elapsed() >= self.opts.sync_interval)
+            }
+            Err(_) => true,
+        };
+        if due {
+            self.sync()?;
+        }
+        Ok(due)
+    }
+
+    /// Drops compacted history from the index and records the compaction revision.
+    fn compact_index(&self, rev: i64) -> Result<HashSet<Revision>, MvccError> {
+        let mut idx = self.write_index()?;
+        let mut available = HashSet::new();
+        idx.keys.retain(|_, ki| {
+            ki.compact(rev, &mut available);
+            !ki.is_empty()
+        });
+        idx.compacted = idx.compacted.max(rev);
+        Ok(available)
+    }
+
+    /// Removes from the tree every revision `<= rev` that the index no longer holds, in
+    /// batches of `compaction_batch` per write transaction, then records it finished.
+    fn compact_physical(&self, rev: i64) -> Result<(), MvccError> {
+        let keep: HashSet<Revision> = {
+            let idx = self.read_index()?;
+            let mut keep = HashSet::new();
+            for ki in idx.keys.values() {
+                for g in ki.generations() {
+                    keep.extend(g.revs.iter().copied().filter(|r| r.main <= rev));
+                }
+            }
+            keep
+        };
+        let end = Revision::main_start_key(rev + 1);
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let doomed: Vec<Vec<u8>> = {
+                let r = self.db.begin_read().map_err(storage)?;
+                let mut out = Vec::new();
+                for item in r
+                    .range(KEY_BUCKET, Bound::Included(&from), Bound::Excluded(&end))
+                    .map_err(storage)?
+                {
+                    let (k, _) = item.map_err(storage)?;
+                    let (r, _) = Revision::from_key(&k).map_err(storage)?;
+                    if !keep.contains(&r) {
+                        out.push(k.into_owned());
+                        if out.len() >= self.opts.compaction_batch {
+                            break;
+                        }
+                    }
+                }
+                out
+            };
+            let mut w = self.db.begin_write().map_err(storage)?;
+            for k in &doomed {
+                w.delete(KEY_BUCKET, k).map_err(storage)?;
+            }
+            let done = doomed.len() < self.opts.compaction_batch;
+            if done {
+                w.put(META_BUCKET, FINISHED_COMPACT, &rev.to_be_bytes())
+                    .map_err(storage)?;
+            }
+            w.commit(Durability::Fast).map_err(storage)?;
+            if done {
+                return Ok(());
+            }
+            if let Some(last) = doomed.last() {
+                from = last.clone();
+            }
+        }
+    }
+}
+
+/// The revision a read at `requested` uses, or etcd's error for it.
+fn check_revision(requested: i64, current: i64, compacted: i64) -> Result<i64, MvccError> {
+    if requested > current {
+        return Err(MvccError::FutureRevision { requested, current });
+    }
+    let rev = if requested <= 0 { current } else { requested };
+    if rev < compacted {
+        return Err(MvccError::Compacted {
+            requested,
+            compacted,
+        });
+    }
+    Ok(rev)
+}
+
+fn read_kv(snap: &ReadTxn, rev: Revision) -> Result<KeyValue, MvccError> {
+    let v = snap
+        .get(KEY_BUCKET, &rev.to_key(false))
+        .map_err(storage)?
+        .ok_or_else(|| {
+            storage(format!(
+                "revision {rev} is in the index but not in the tree"
+            ))
+        })?;
+    KeyValue::decode(&v).map_err(storage)
+}
+
+/// Fetches values, then filters, sorts and limits as etcd's range does.
+fn finish_range(
+    req: &RangeRequest,
+    found: Vec<(Vec<u8>, Revision)>,
+    count: i64,
+    mut fetch: impl FnMut(usize, Revision) -> Result<KeyValue, MvccError>,
+) -> Result<RangeResponse, MvccError> {
+    if req.count_only {
+        return Ok(RangeResponse {
+            kvs: Vec::new(),
+            more: false,
+            count,
+        });
+    }
+    let filters = req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+    let mut order = req.sort_order;
+    if req.sort_target != SortTarget::Key && order == SortOrder::None {
+        order = SortOrder::Ascend;
+    }
+    let sorting = !(order == SortOrder::None
+        || (order == SortOrder::Ascend && req.sort_target == SortTarget::Key));
+    // Without filters or sorting only limit + 1 values are needed.
+    let take = if req.limit > 0 && !filters && !sorting {
+        (req.limit as usize).saturating_add(1)
+    } else {
+        usize::MAX
+    };
+    let mut kvs = Vec::new();
+    for (i, (_, rev)) in found.into_iter().take(take).enumerate() {
+        let kv = fetch(i, rev)?;
+        let keep = (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
+            && (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
+            && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
+            && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision);
+        if keep {
+            kvs.push(kv);
+        }
+    }
+    if sorting {
+        let key = |kv: &KeyValue| -> (i64, Vec<u8>) {
+            match req.sort_target {
+                SortTarget::Key => (0, kv.key.clone()),
+                SortTarget::Version => (kv.version, Vec::new()),
+                SortTarget::Create => (kv.create_revision, Vec::new()),
+                SortTarget::Mod => (kv.mod_revision, Vec::new()),
+                SortTarget::Value => (0, kv.value.clone()),
+            }
+        };
+        kvs.sort_by_key(key);
+        if order == SortOrder::Descend {
+            kvs.reverse();
+        }
+    }
+    let mut more = false;
+    if req.limit > 0 && kvs.len() > req.limit as usize {
+        kvs.truncate(req.limit as usize);
+        more = true;
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value.clear();
+        }
+    }
+    Ok(RangeResponse { kvs, more, count })
+}
+
+/// One write transaction applying a batch of requests.
+struct Apply<'a, 'db> {
+    w: &'a mut WriteTxn<'db>,
+    idx: &'a Index,
+    /// The revision of the last request applied so far.
+    main: i64,
+    compacted: i64,
+    /// Keys written in this batch: their latest value, or `None` once deleted.
+    overlay: BTreeMap<Vec<u8>, Option<KeyValue>>,
+    /// Index updates to make after the commit: (key, revision, tombstone).
+    changes: Vec<(Vec<u8>, Revision, bool)>,
+    compact_to: Option<i64>,
+}
+
+impl Apply<'_, '_> {
+    fn request(&mut self, req: &WriteRequest) -> Result<Applied<WriteResponse>, MvccError> {
+        let rev = self.main + 1;
+        let mut sub = 0;
+        let response = match req {
+            WriteRequest::Put(p) => {
+                self.check_put(p)?;
+                WriteResponse::Put(self.put(p, rev, &mut sub)?)
+            }
+            WriteRequest::DeleteRange(d) => {
+                if d.key.is_empty() {
+                    return Err(MvccError::EmptyKey);
+                }
+                WriteResponse::DeleteRange(self.delete(d, rev, &mut sub)?)
+            }
+            WriteRequest::Txn(t) => {
+                check_txn(t)?;
+                WriteResponse::Txn(self.txn(t, rev, &mut sub)?)
+            }
+            WriteRequest::Compact { revision } => {
+                let r = *revision;
+                if r <= self.compacted {
+                    return Err(MvccError::Compacted {
+                        requested: r,
+                        compacted: self.compacted,
+                    });
+                }
+                if r > self.main {
+                    return Err(MvccError::FutureRevision {
+                        requested: r,
+                        current: self.main,
+                    });
+                }
+                self.w
+                    .put(META_BUCKET, SCHEDULED_COMPACT, &r.to_be_bytes())
+                    .map_err(storage)?;
+                self.compacted = r;
+                self.compact_to = Some(r);
+                WriteResponse::Compact
+            }
+        };
+        if sub > 0 {
+            self.main = rev;
+        }
+        Ok(Applied {
+            response,
+            revision: self.main,
+        })
+    }
+
+    /// The latest value of `key` as this batch sees it.
+    fn latest(&mut self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        let Some(at) = self
+            .idx
+            .keys
+            .get(key)
+            .and_then(|ki| ki.get(self.idx.current))
+        else {
+            return Ok(None);
+        };
+        let v = self
+            .w
+            .get(KEY_BUCKET, &at.modified.to_key(false))
+            .map_err(storage)?
+            .ok_or_else(|| storage(format!("revision {} missing from the tree", at.modified)))?;
+        KeyValue::decode(&v).map(Some).map_err(storage)
+    }
+
+    /// Keys live now (as this batch sees them) in the range, with their values.
+    fn live_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>, MvccError> {
+        let mut names: Vec<Vec<u8>> = self
+            .idx
+            .live_at(key, end, self.idx.current)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        names.extend(
+            self.overlay
+                .keys()
+                .filter(|k| in_range(k, key, end))
+                .cloned(),
+        );
+        names.sort();
+        names.dedup();
+        let mut out = Vec::new();
+        for k in names {
+            if let Some(kv) = self.latest(&k)? {
+                out.push(kv);
+            }
+        }
+        Ok(out)
+    }
+
+    fn check_put(&mut self, p: &PutRequest) -> Result<(), MvccError> {
+        if p.key.is_empty() {
+            return Err(MvccError::EmptyKey);
+        }
+        if p.ignore_value && !p.value.is_empty() {
+            return Err(MvccError::ValueProvided);
+        }
+        if p.ignore_lease && p.lease != 0 {
+            return Err(MvccError::LeaseProvided);
+        }
+        if (p.ignore_value || p.ignore_lease) && self.latest(&p.key)?.is_none() {
+            return Err(MvccError::KeyNotFound);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, kv: KeyValue, rev: Revision, tombstone: bool) -> Result<(), MvccError> {
+        self.w
+            .put(KEY_BUCKET, &rev.to_key(tombstone), &kv.encode())
+            .map_err(storage)?;
+        self.changes.push((kv.key.clone(), rev, tombstone));
+        let key = kv.key.clone();
+        self.overlay.insert(key, (!tombstone).then_some(kv));
+        Ok(())
+    }
+
+    fn put(&mut self, p: &PutRequest, main: i64, sub: &mut i64) -> Result<PutResponse, MvccError> {
+        let prev = self.latest(&p.key)?;
+        let rev = Revision::new(main, *sub);
+        *sub += 1;
+        let kv = KeyValue {
+            key: p.key.clone(),
+            create_revision: prev.as_ref().map_or(main, |k| k.create_revision),
+            mod_revision: main,
+            version: prev.as_ref().map_or(1, |k| k.version + 1),
+            value: if p.ignore_value {
+                prev.as_ref().map(|k| k.value.clone()).unwrap_or_default()
+            } else {
+                p.value.clone()
+            },
+            lease: if p.ignore_lease {
+                prev.as_ref().map_or(0, |k| k.lease)
+            } else {
+                p.lease
+            },
+        };
+        self.write(kv, rev, false)?;
+        Ok(PutResponse {
+            prev_kv: if p.prev_kv { prev } else { None },
+        })
+    }
+
+    fn delete(
+        &mut self,
+        d: &DeleteRangeRequest,
+        main: i64,
+        sub: &mut i64,
+    ) -> Result<DeleteRangeResponse, MvccError> {
+        let victims = self.live_range(&d.key, &d.range_end)?;
+        let deleted = victims.len() as i64;
+        let mut prev_kvs = Vec::new();
+        for kv in victims {
+            let rev = Revision::new(main, *sub);
+            *sub += 1;
+            self.write(
+                KeyValue {
+                    key: kv.key.clone(),
+                    ..KeyValue::default()
+                },
+                rev,
+                true,
+            )?;
+            if d.prev_kv {
+                prev_kvs.push(kv);
+            }
+        }
+        Ok(DeleteRangeResponse { deleted, prev_kvs })
+    }
+
+    fn compare(&mut self, c: &Compare) -> Result<bool, MvccError> {
+        let kvs = if c.range_end.is_empty() {
+            self.latest(&c.key)?.into_iter().collect()
+        } else {
+            self.live_range(&c.key, &c.range_end)?
+        };
+        if kvs.is_empty() {
+            // A missing key compares as zero, except on its value, which never matches.
+            if matches!(c.target, CompareTarget::Value(_)) {
+                return Ok(false);
+            }
+            return Ok(compare_kv(c, &KeyValue::default()));
+        }
+        Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
+    }
+
+    /// Evaluates every compare on the path a transaction will take, nested ones included,
+    /// against the state before the transaction writes anything (as etcd does), and checks
+    /// every operation on that path. Returns the branch taken by each transaction, in the
+    /// order they will run.
+    fn txn_path(&mut self, t: &TxnRequest, path: &mut Vec<bool>) -> Result<(), MvccError> {
+        let mut ok = true;
+        for c in &t.compare {
+            if !self.compare(c)? {
+                ok = false;
+                break;
+            }
+        }
+        path.push(ok);
+        let ops = if ok { &t.success } else { &t.failure };
+        self.check_ops(ops)?;
+        for op in ops {
+            if let RequestOp::Txn(inner) = op {
+                self.txn_path(inner, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn txn(&mut self, t: &TxnRequest, main: i64, sub: &mut i64) -> Result<TxnResponse, MvccError> {
+        let mut path = Vec::new();
+        self.txn_path(t, &mut path)?;
+        path.reverse();
+        self.run_txn(t, &mut path, main, sub)
+    }
+
+    fn run_txn(
+        &mut self,
+        t: &TxnRequest,
+        path: &mut Vec<bool>,
+        main: i64,
+        sub: &mut i64,
+    ) -> Result<TxnResponse, MvccError> {
+        let ok = path
+            .pop()
+            .ok_or_else(|| storage("transaction path bookkeeping"))?;
+        let ops = if ok { &t.success } else { &t.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(self.txn_range(r, main, *sub)?),
+                RequestOp::Put(p) => ResponseOp::Put(self.put(p, main, sub)?),
+                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete(d, main, sub)?),
+                RequestOp::Txn(inner) => ResponseOp::Txn(self.run_txn(inner, path, main, sub)?),
+            });
+        }
+        Ok(TxnResponse {
+            succeeded: ok,
+            responses,
+        })
+    }
+
+    fn check_ops(&mut self, ops: &[RequestOp]) -> Result<(), MvccError> {
+        for op in ops {
+            match op {
+                RequestOp::Put(p) => self.check_put(p)?,
+                RequestOp::DeleteRange(d) if d.key.is_empty() => return Err(MvccError::EmptyKey),
+                RequestOp::Range(r) if r.key.is_empty() => return Err(MvccError::EmptyKey),
+                RequestOp::Range(r) => {
+                    check_revision(r.revision, self.idx.current.max(self.main), self.compacted)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A range inside a transaction: at the latest revision it sees this transaction's own
+    /// earlier writes; at an older revision it reads history.
+    fn txn_range(
+        &mut self,
+        r: &RangeRequest,
+        main: i64,
+        sub: i64,
+    ) -> Result<RangeResponse, MvccError> {
+        let latest = if sub > 0 { main } else { self.main };
+        let rev = check_revision(r.revision, latest, self.compacted)?;
+        if rev == latest {
+            let kvs = self.live_range(&r.key, &r.range_end)?;
+            let count = kvs.len() as i64;
+            let found = kvs
+                .iter()
+                .map(|kv| (kv.key.clone(), Revision::default()))
+                .collect();
+            return finish_range(r, found, count, |i, _| {
+                kvs.get(i)
+                    .cloned()
+                    .ok_or_else(|| storage("range bookkeeping"))
+            });
+        }
+        let found = self.idx.live_at(&r.key, &r.range_end, rev);
+        let count = found.len() as i64;
+        let w = &mut *self.w;
+        finish_range(r, found, count, |_, rev| {
+            let v = w
+                .get(KEY_BUCKET, &rev.to_key(false))
+                .map_err(storage)?
+                .ok_or_else(|| storage(format!("revision {rev} missing from the tree")))?;
+            KeyValue::decode(&v).map_err(storage)
+        })
+    }
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ord = match &c.target {
+        CompareTarget::Version(v) => kv.version.cmp(v),
+        CompareTarget::Create(v) => kv.create_revision.cmp(v),
+        CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
+        CompareTarget::Lease(v) => kv.lease.cmp(v),
+        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+    };
+    match c.result {
+        CompareResult::Equal => ord == Ordering::Equal,
+        CompareResult::NotEqual => ord != Ordering::Equal,
+        CompareResult::Greater => ord == Ordering::Greater,
+        CompareResult::Less => ord == Ordering::Less,
+    }
+}
+
+/// etcd's duplicate-key rule: within what one branch may write (nested transactions
+/// included, either of their branches), no key is put twice and no put key is also deleted.
+fn check_txn(t: &TxnRequest) -> Result<(), MvccError> {
+    intervals(&t.success)?;
+    intervals(&t.failure)?;
+    Ok(())
+}
+
+type Intervals = (Vec<(Vec<u8>, Vec<u8>)>, HashSet<Vec<u8>>);
+
+fn intervals(ops: &[RequestOp]) -> Result<Intervals, MvccError> {
+    let mut dels: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut puts: HashSet<Vec<u8>> = HashSet::new();
+    for op in ops {
+        match op {
+            RequestOp::Put(p) => {
+                if !puts.insert(p.key.clone()) {
+                    return Err(MvccError::DuplicateKey);
+                }
+            }
+            RequestOp::DeleteRange(d) => dels.push((d.key.clone(), d.range_end.clone())),
+            RequestOp::Txn(inner) => {
+                let (sd, sp) = intervals(&inner.success)?;
+                let (fd, fp) = intervals(&inner.failure)?;
+                for k in sp.union(&fp) {
+                    if puts.contains(k) {
+                        return Err(MvccError::DuplicateKey);
+                    }
+                }
+                puts.extend(sp);
+                puts.extend(fp);
+                dels.extend(sd);
+                dels.extend(fd);
+            }
+            RequestOp::Range(_) => {}
+        }
+    }
+    for k in &puts {
+        if dels.iter().any(|(key, end)| in_range(k, key, end)) {
+            return Err(MvccError::DuplicateKey);
+        }
+    }
+    Ok((dels, puts))
+}
