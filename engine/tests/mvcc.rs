@@ -534,3 +534,118 @@ fn range_options_sort_filter_and_count_like_etcd() {
     assert!(r.kvs.iter().all(|kv| kv.value.is_empty()));
     assert_eq!(r.kvs[0].version, 2);
 }
+
+#[test]
+fn leases_attach_keys_expire_by_the_callers_clock_and_revoke_in_one_revision() {
+    use std::time::{Duration, Instant};
+    let disk = SimStore::new();
+    let s = open(&disk);
+    let grant = |id, ttl| WriteRequest::LeaseGrant { id, ttl };
+    let out = s
+        .apply(&[
+            (1, grant(0, 1)),
+            (2, grant(77, 30)),
+            (3, grant(77, 30)),
+            (4, grant(5, 9_000_000_001)),
+        ])
+        .unwrap();
+    assert_eq!(
+        out[0].as_ref().unwrap().response,
+        WriteResponse::LeaseGrant { id: 1, ttl: 2 },
+        "the log index names it; the minimum TTL applies"
+    );
+    assert_eq!(
+        out[1].as_ref().unwrap().response,
+        WriteResponse::LeaseGrant { id: 77, ttl: 30 }
+    );
+    assert_eq!(
+        out[2].as_ref().unwrap_err().to_string(),
+        "etcdserver: lease already exists"
+    );
+    assert_eq!(
+        out[3].as_ref().unwrap_err().to_string(),
+        "etcdserver: too large lease TTL"
+    );
+    assert_eq!(
+        s.revision().unwrap(),
+        0,
+        "granting leases does not change the key space"
+    );
+    let leased = |key: &str, lease| {
+        WriteRequest::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            lease,
+            ..PutRequest::default()
+        })
+    };
+    let out = s
+        .apply(&[
+            (5, leased("a", 77)),
+            (6, leased("b", 77)),
+            (7, leased("c", 1)),
+            (8, leased("d", 999)),
+        ])
+        .unwrap();
+    assert_eq!(
+        out[3].as_ref().unwrap_err().to_string(),
+        "etcdserver: requested lease not found"
+    );
+    // Re-putting "b" without a lease detaches it.
+    s.apply(&[(9, put("b", "plain"))]).unwrap();
+    let now = Instant::now();
+    let info = s.lease_time_to_live(77, now).unwrap().unwrap();
+    assert_eq!((info.granted, info.keys.clone()), (30, vec![b"a".to_vec()]));
+    assert!(info.remaining > 0 && info.remaining <= 30);
+    assert_eq!(s.leases().unwrap(), vec![1, 77]);
+    assert!(s.expired(now).unwrap().is_empty());
+    assert_eq!(s.expired(now + Duration::from_secs(3)).unwrap(), vec![1]);
+    s.renew(1, now + Duration::from_secs(2)).unwrap();
+    assert!(
+        s.expired(now + Duration::from_secs(3)).unwrap().is_empty(),
+        "a keep-alive moves the deadline"
+    );
+    // Restart: leases and attachments come back from the file.
+    s.sync().unwrap();
+    drop(s);
+    let s = open(&disk);
+    assert_eq!(
+        s.lease_time_to_live(77, Instant::now())
+            .unwrap()
+            .unwrap()
+            .keys,
+        vec![b"a".to_vec()]
+    );
+    let rev = s.revision().unwrap();
+    let out = s
+        .apply(&[
+            (10, WriteRequest::LeaseRevoke { id: 1 }),
+            (11, WriteRequest::LeaseRevoke { id: 1 }),
+        ])
+        .unwrap();
+    assert_eq!(
+        out[0].as_ref().unwrap().revision,
+        rev + 1,
+        "the attached key goes in one revision"
+    );
+    assert_eq!(
+        out[1].as_ref().unwrap_err().to_string(),
+        "etcdserver: requested lease not found"
+    );
+    let r = s
+        .range(&RangeRequest {
+            key: b"a".to_vec(),
+            range_end: vec![0],
+            ..RangeRequest::default()
+        })
+        .unwrap();
+    let keys: Vec<_> = r.response.kvs.iter().map(|kv| kv.key.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![b"a".to_vec(), b"b".to_vec()],
+        "c was attached to lease 1"
+    );
+    assert_eq!(s.leases().unwrap(), vec![77]);
+    assert_eq!(s.lease_time_to_live(1, Instant::now()).unwrap(), None);
+    s.db().check().unwrap();
+}

@@ -216,6 +216,18 @@ pub enum WriteRequest {
         /// The revision.
         revision: i64,
     },
+    /// Grant a lease (`id` 0: the store picks one).
+    LeaseGrant {
+        /// The lease ID, or 0.
+        id: i64,
+        /// Time to live in seconds (raised to the minimum).
+        ttl: i64,
+    },
+    /// Revoke a lease, deleting every key attached to it in one revision.
+    LeaseRevoke {
+        /// The lease ID.
+        id: i64,
+    },
 }
 
 /// The result of an applied request.
@@ -229,6 +241,28 @@ pub enum WriteResponse {
     Txn(TxnResponse),
     /// Compaction was recorded.
     Compact,
+    /// A lease was granted.
+    LeaseGrant {
+        /// Its ID.
+        id: i64,
+        /// Its granted time to live in seconds.
+        ttl: i64,
+    },
+    /// A lease was revoked.
+    LeaseRevoke,
+}
+
+/// What `LeaseTimeToLive` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// The lease ID.
+    pub id: i64,
+    /// Seconds left before it expires (by the caller's clock).
+    pub remaining: i64,
+    /// The granted time to live in seconds.
+    pub granted: i64,
+    /// The keys attached to it.
+    pub keys: Vec<Vec<u8>>,
 }
 
 /// A response and the store revision after the request (the header's `revision`).
@@ -274,6 +308,15 @@ pub enum MvccError {
     /// A transaction writes a key twice (or puts a key it also deletes).
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
+    /// The lease does not exist.
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// A lease with that ID exists already.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// The TTL is above etcd's maximum (9,000,000,000 s).
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     /// The storage failed; the store is unusable until reopened.
     #[error("mvcc: storage failed: {0}")]
     Storage(String),

@@ -31,6 +31,9 @@ const META_BUCKET: &[u8] = b"meta";
 const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+const LEASE_BUCKET: &[u8] = b"lease";
+/// etcd's largest lease TTL in seconds.
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
 /// How the store makes applied entries durable and compacts.
 #[derive(Clone, Debug)]
@@ -41,6 +44,9 @@ pub struct MvccOptions {
     pub sync_entries: u64,
     /// Revisions removed per write transaction by physical compaction.
     pub compaction_batch: usize,
+    /// Shorter lease TTLs are raised to this (etcd's minimum for its default 100 ms heartbeat
+    /// and 1 s election timeout: ceil(1.5 × election timeout) = 2 s).
+    pub lease_min_ttl: i64,
 }
 
 impl Default for MvccOptions {
@@ -49,6 +55,7 @@ impl Default for MvccOptions {
             sync_interval: Duration::from_millis(100),
             sync_entries: 10_000,
             compaction_batch: 1000,
+            lease_min_ttl: 2,
         }
     }
 }
@@ -58,6 +65,34 @@ struct Index {
     current: i64,
     compacted: i64,
     applied: u64,
+    leases: BTreeMap<i64, Lease>,
+}
+
+/// A lease: its granted TTL, the keys attached to it, and when it was last renewed by this
+/// node's clock (expiry is the leader's business: it asks [`MvccStore::expired`]).
+struct Lease {
+    ttl: i64,
+    keys: std::collections::BTreeSet<Vec<u8>>,
+    renewed: Instant,
+}
+
+impl Lease {
+    fn new(ttl: i64) -> Self {
+        Lease {
+            ttl,
+            keys: Default::default(),
+            renewed: Instant::now(),
+        }
+    }
+}
+
+/// A change to make to the index after the commit.
+struct Change {
+    key: Vec<u8>,
+    rev: Revision,
+    tombstone: bool,
+    lease: i64,
+    old_lease: i64,
 }
 
 struct Cadence {
@@ -135,6 +170,15 @@ impl MvccStore {
         let scheduled = meta(SCHEDULED_COMPACT)?.unwrap_or(0);
         let finished = meta(FINISHED_COMPACT)?.unwrap_or(0);
         let mut keys: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
+        let mut key_lease: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        let mut leases: BTreeMap<i64, Lease> = BTreeMap::new();
+        for item in r
+            .range(LEASE_BUCKET, Bound::Unbounded, Bound::Unbounded)
+            .map_err(storage)?
+        {
+            let (k, v) = item.map_err(storage)?;
+            leases.insert(be_i64(&k)?, Lease::new(be_i64(&v)?));
+        }
         let mut current = 0;
         for item in r
             .range(KEY_BUCKET, Bound::Unbounded, Bound::Unbounded)
@@ -144,6 +188,11 @@ impl MvccStore {
             let (rev, tombstone) = Revision::from_key(&k).map_err(storage)?;
             let kv = KeyValue::decode(&v).map_err(storage)?;
             current = current.max(rev.main);
+            if tombstone || kv.lease == 0 {
+                key_lease.remove(&kv.key);
+            } else {
+                key_lease.insert(kv.key.clone(), kv.lease);
+            }
             match keys.get_mut(&kv.key) {
                 Some(ki) if tombstone => {
                     ki.tombstone(rev).map_err(storage)?;
@@ -161,6 +210,11 @@ impl MvccStore {
             }
         }
         drop(r);
+        for (key, lease) in key_lease {
+            if let Some(l) = leases.get_mut(&lease) {
+                l.keys.insert(key);
+            }
+        }
         let store = MvccStore {
             db,
             opts,
@@ -169,6 +223,7 @@ impl MvccStore {
                 current: current.max(scheduled),
                 compacted: finished,
                 applied,
+                leases,
             }),
             cadence: Mutex::new(Cadence {
                 last_sync: Instant::now(),
@@ -257,30 +312,54 @@ impl MvccStore {
         let mut ctx = Apply {
             w: &mut w,
             idx: &idx,
+            opts: &self.opts,
             main: current,
             compacted,
             overlay: BTreeMap::new(),
+            lease_overlay: BTreeMap::new(),
             changes: Vec::new(),
             compact_to: None,
         };
         let mut results = Vec::with_capacity(todo.len());
-        for (_, req) in &todo {
-            results.push(ctx.request(req));
+        for (log_index, req) in &todo {
+            results.push(ctx.request(*log_index, req));
         }
         let (changes, compact_to, main) =
             (std::mem::take(&mut ctx.changes), ctx.compact_to, ctx.main);
+        let lease_changes = std::mem::take(&mut ctx.lease_overlay);
         drop(idx);
         w.put(META_BUCKET, CONSISTENT_INDEX, &last_index.to_be_bytes())
             .map_err(storage)?;
         w.commit(Durability::Fast).map_err(storage)?;
         {
             let mut idx = self.write_index()?;
-            for (key, rev, tombstone) in changes {
-                let ki = idx.keys.entry(key).or_default();
-                if tombstone {
-                    ki.tombstone(rev).map_err(storage)?;
+            for (id, granted) in lease_changes {
+                match granted {
+                    Some(ttl) => {
+                        idx.leases.insert(id, Lease::new(ttl));
+                    }
+                    None => {
+                        idx.leases.remove(&id);
+                    }
+                }
+            }
+            for c in changes {
+                if c.old_lease != 0
+                    && let Some(l) = idx.leases.get_mut(&c.old_lease)
+                {
+                    l.keys.remove(&c.key);
+                }
+                if !c.tombstone
+                    && c.lease != 0
+                    && let Some(l) = idx.leases.get_mut(&c.lease)
+                {
+                    l.keys.insert(c.key.clone());
+                }
+                let ki = idx.keys.entry(c.key).or_default();
+                if c.tombstone {
+                    ki.tombstone(c.rev).map_err(storage)?;
                 } else {
-                    ki.put(rev).map_err(storage)?;
+                    ki.put(c.rev).map_err(storage)?;
                 }
             }
             idx.current = main;
@@ -321,6 +400,54 @@ impl MvccStore {
             self.sync()?;
         }
         Ok(due)
+    }
+
+    /// Every lease ID, ascending (etcd's `LeaseLeases`).
+    pub fn leases(&self) -> Result<Vec<i64>, MvccError> {
+        Ok(self.read_index()?.leases.keys().copied().collect())
+    }
+
+    /// A lease's remaining and granted TTL and its keys at `now` (etcd's `LeaseTimeToLive`);
+    /// `None` if it does not exist.
+    pub fn lease_time_to_live(
+        &self,
+        id: i64,
+        now: Instant,
+    ) -> Result<Option<LeaseInfo>, MvccError> {
+        let idx = self.read_index()?;
+        Ok(idx.leases.get(&id).map(|l| LeaseInfo {
+            id,
+            remaining: remaining(l, now),
+            granted: l.ttl,
+            keys: l.keys.iter().cloned().collect(),
+        }))
+    }
+
+    /// Renews a lease at `now` (a keep-alive); returns its TTL.
+    pub fn renew(&self, id: i64, now: Instant) -> Result<i64, MvccError> {
+        let mut idx = self.write_index()?;
+        let l = idx.leases.get_mut(&id).ok_or(MvccError::LeaseNotFound)?;
+        l.renewed = now;
+        Ok(l.ttl)
+    }
+
+    /// Restarts every lease's clock at `now` (a new leader extends all leases, as etcd does).
+    pub fn promote(&self, now: Instant) -> Result<(), MvccError> {
+        for l in self.write_index()?.leases.values_mut() {
+            l.renewed = now;
+        }
+        Ok(())
+    }
+
+    /// The leases expired at `now` by the caller's clock (the leader proposes their revocation).
+    pub fn expired(&self, now: Instant) -> Result<Vec<i64>, MvccError> {
+        let idx = self.read_index()?;
+        Ok(idx
+            .leases
+            .iter()
+            .filter(|(_, l)| remaining(l, now) <= 0)
+            .map(|(id, _)| *id)
+            .collect())
     }
 
     /// Drops compacted history from the index and records the compaction revision.
@@ -387,6 +514,12 @@ impl MvccStore {
             }
         }
     }
+}
+
+/// Whole seconds a lease has left at `now`.
+fn remaining(l: &Lease, now: Instant) -> i64 {
+    let deadline = l.renewed + Duration::from_secs(l.ttl.max(0) as u64);
+    deadline.saturating_duration_since(now).as_secs_f64().ceil() as i64
 }
 
 /// The revision a read at `requested` uses, or etcd's error for it.
@@ -489,18 +622,25 @@ fn finish_range(
 struct Apply<'a, 'db> {
     w: &'a mut WriteTxn<'db>,
     idx: &'a Index,
+    opts: &'a MvccOptions,
+    /// Leases granted (`Some(ttl)`) or revoked (`None`) in this batch.
+    lease_overlay: BTreeMap<i64, Option<i64>>,
     /// The revision of the last request applied so far.
     main: i64,
     compacted: i64,
     /// Keys written in this batch: their latest value, or `None` once deleted.
     overlay: BTreeMap<Vec<u8>, Option<KeyValue>>,
-    /// Index updates to make after the commit: (key, revision, tombstone).
-    changes: Vec<(Vec<u8>, Revision, bool)>,
+    /// Index updates to make after the commit.
+    changes: Vec<Change>,
     compact_to: Option<i64>,
 }
 
 impl Apply<'_, '_> {
-    fn request(&mut self, req: &WriteRequest) -> Result<Applied<WriteResponse>, MvccError> {
+    fn request(
+        &mut self,
+        log_index: u64,
+        req: &WriteRequest,
+    ) -> Result<Applied<WriteResponse>, MvccError> {
         let rev = self.main + 1;
         let mut sub = 0;
         let response = match req {
@@ -538,6 +678,11 @@ impl Apply<'_, '_> {
                 self.compacted = r;
                 self.compact_to = Some(r);
                 WriteResponse::Compact
+            }
+            WriteRequest::LeaseGrant { id, ttl } => self.lease_grant(log_index, *id, *ttl)?,
+            WriteRequest::LeaseRevoke { id } => {
+                self.lease_revoke(*id, rev, &mut sub)?;
+                WriteResponse::LeaseRevoke
             }
         };
         if sub > 0 {
@@ -608,14 +753,104 @@ impl Apply<'_, '_> {
         if (p.ignore_value || p.ignore_lease) && self.latest(&p.key)?.is_none() {
             return Err(MvccError::KeyNotFound);
         }
+        if p.lease != 0 && !self.lease_exists(p.lease) {
+            return Err(MvccError::LeaseNotFound);
+        }
         Ok(())
     }
 
-    fn write(&mut self, kv: KeyValue, rev: Revision, tombstone: bool) -> Result<(), MvccError> {
+    fn lease_exists(&self, id: i64) -> bool {
+        match self.lease_overlay.get(&id) {
+            Some(granted) => granted.is_some(),
+            None => self.idx.leases.contains_key(&id),
+        }
+    }
+
+    fn lease_grant(
+        &mut self,
+        log_index: u64,
+        id: i64,
+        ttl: i64,
+    ) -> Result<WriteResponse, MvccError> {
+        if ttl > MAX_LEASE_TTL {
+            return Err(MvccError::LeaseTtlTooLarge);
+        }
+        let id = if id != 0 {
+            if self.lease_exists(id) {
+                return Err(MvccError::LeaseExists);
+            }
+            id
+        } else {
+            // Every member picks the same ID: the first free one from the log index on.
+            let mut id = (log_index as i64).max(1);
+            while self.lease_exists(id) {
+                id += 1;
+            }
+            id
+        };
+        let ttl = ttl.max(self.opts.lease_min_ttl);
+        self.w
+            .put(LEASE_BUCKET, &id.to_be_bytes(), &ttl.to_be_bytes())
+            .map_err(storage)?;
+        self.lease_overlay.insert(id, Some(ttl));
+        Ok(WriteResponse::LeaseGrant { id, ttl })
+    }
+
+    fn lease_revoke(&mut self, id: i64, main: i64, sub: &mut i64) -> Result<(), MvccError> {
+        if !self.lease_exists(id) {
+            return Err(MvccError::LeaseNotFound);
+        }
+        let mut candidates: Vec<Vec<u8>> = self
+            .idx
+            .leases
+            .get(&id)
+            .map(|l| l.keys.iter().cloned().collect())
+            .unwrap_or_default();
+        candidates.extend(self.overlay.keys().cloned());
+        candidates.sort();
+        candidates.dedup();
+        for key in candidates {
+            if let Some(kv) = self.latest(&key)?
+                && kv.lease == id
+            {
+                let rev = Revision::new(main, *sub);
+                *sub += 1;
+                self.write(
+                    KeyValue {
+                        key: kv.key.clone(),
+                        ..KeyValue::default()
+                    },
+                    rev,
+                    true,
+                    id,
+                )?;
+            }
+        }
+        self.w
+            .delete(LEASE_BUCKET, &id.to_be_bytes())
+            .map_err(storage)?;
+        self.lease_overlay.insert(id, None);
+        Ok(())
+    }
+
+    /// Writes one revision; `old_lease` is the lease the key was attached to before it.
+    fn write(
+        &mut self,
+        kv: KeyValue,
+        rev: Revision,
+        tombstone: bool,
+        old_lease: i64,
+    ) -> Result<(), MvccError> {
         self.w
             .put(KEY_BUCKET, &rev.to_key(tombstone), &kv.encode())
             .map_err(storage)?;
-        self.changes.push((kv.key.clone(), rev, tombstone));
+        self.changes.push(Change {
+            key: kv.key.clone(),
+            rev,
+            tombstone,
+            lease: kv.lease,
+            old_lease,
+        });
         let key = kv.key.clone();
         self.overlay.insert(key, (!tombstone).then_some(kv));
         Ok(())
@@ -641,7 +876,8 @@ impl Apply<'_, '_> {
                 p.lease
             },
         };
-        self.write(kv, rev, false)?;
+        let old_lease = prev.as_ref().map_or(0, |k| k.lease);
+        self.write(kv, rev, false, old_lease)?;
         Ok(PutResponse {
             prev_kv: if p.prev_kv { prev } else { None },
         })
@@ -666,6 +902,7 @@ impl Apply<'_, '_> {
                 },
                 rev,
                 true,
+                kv.lease,
             )?;
             if d.prev_kv {
                 prev_kvs.push(kv);
