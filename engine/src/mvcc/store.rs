@@ -402,6 +402,57 @@ impl MvccStore {
         Ok(due)
     }
 
+    /// etcd's `HashKV`: CRC-32C over the bucket name `key` and every (revision key, value)
+    /// pair with `main <= revision` (0: the current revision), leaving out the revisions the
+    /// last compaction is about to remove, so two members with the same history agree
+    /// whether or not their physical compaction has finished. Returns the hash, the compaction
+    /// revision it was computed against, and the revision hashed up to.
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), MvccError> {
+        let (upper, compacted, keep, snap) = {
+            let idx = self.read_index()?;
+            if revision > idx.current {
+                return Err(MvccError::FutureRevision {
+                    requested: revision,
+                    current: idx.current,
+                });
+            }
+            if revision > 0 && revision < idx.compacted {
+                return Err(MvccError::Compacted {
+                    requested: revision,
+                    compacted: idx.compacted,
+                });
+            }
+            let upper = if revision <= 0 { idx.current } else { revision };
+            let mut keep = HashSet::new();
+            if idx.compacted > 0 {
+                for ki in idx.keys.values() {
+                    ki.keep(idx.compacted, &mut keep);
+                }
+            }
+            (
+                upper,
+                idx.compacted,
+                keep,
+                self.db.begin_read().map_err(storage)?,
+            )
+        };
+        let mut h = crc32c::crc32c(KEY_BUCKET);
+        let end = Revision::main_start_key(upper + 1);
+        for item in snap
+            .range(KEY_BUCKET, Bound::Unbounded, Bound::Excluded(&end))
+            .map_err(storage)?
+        {
+            let (k, v) = item.map_err(storage)?;
+            let (rev, _) = Revision::from_key(&k).map_err(storage)?;
+            if rev.main <= compacted && !keep.is_empty() && !keep.contains(&rev) {
+                continue;
+            }
+            h = crc32c::crc32c_append(h, &k);
+            h = crc32c::crc32c_append(h, &v);
+        }
+        Ok((h, compacted, upper))
+    }
+
     /// Every lease ID, ascending (etcd's `LeaseLeases`).
     pub fn leases(&self) -> Result<Vec<i64>, MvccError> {
         Ok(self.read_index()?.leases.keys().copied().collect())
