@@ -17,7 +17,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
-use std::sync::{Mutex, RwLock};
+use std::sync::mpsc::TrySendError;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::btree::{Db, Durability, ReadTxn, WriteTxn};
@@ -25,6 +26,9 @@ use crate::mvcc::key_index::KeyIndex;
 use crate::mvcc::kv::KeyValue;
 use crate::mvcc::ops::*;
 use crate::mvcc::revision::Revision;
+use crate::mvcc::watch::{
+    self, Event, EventKind, Hub, HubLock, WatchMessage, WatchRequest, Watcher, WatcherState,
+};
 
 const KEY_BUCKET: &[u8] = b"key";
 const META_BUCKET: &[u8] = b"meta";
@@ -93,6 +97,10 @@ struct Change {
     tombstone: bool,
     lease: i64,
     old_lease: i64,
+    /// The event's key-value (for a delete: the key and the deleting revision).
+    kv: KeyValue,
+    /// The key-value before the change.
+    prev: Option<KeyValue>,
 }
 
 struct Cadence {
@@ -106,7 +114,11 @@ pub struct MvccStore {
     opts: MvccOptions,
     index: RwLock<Index>,
     cadence: Mutex<Cadence>,
+    hub: HubLock,
 }
+
+/// Revisions a catch-up reads from the tree per step.
+const CATCH_UP_REVISIONS: i64 = 1000;
 
 fn storage(e: impl std::fmt::Display) -> MvccError {
     MvccError::Storage(e.to_string())
@@ -225,6 +237,7 @@ impl MvccStore {
                 applied,
                 leases,
             }),
+            hub: Mutex::new(Hub::default()),
             cadence: Mutex::new(Cadence {
                 last_sync: Instant::now(),
                 pending: 0,
@@ -333,6 +346,7 @@ impl MvccStore {
         w.commit(Durability::Fast).map_err(storage)?;
         {
             let mut idx = self.write_index()?;
+            let mut events: Vec<(i64, Event)> = Vec::new();
             for (id, granted) in lease_changes {
                 match granted {
                     Some(ttl) => {
@@ -342,6 +356,9 @@ impl MvccStore {
                         idx.leases.remove(&id);
                     }
                 }
+            }
+            for c in &changes {
+                events.push((c.rev.main, to_event(c)));
             }
             for c in changes {
                 if c.old_lease != 0
@@ -364,6 +381,20 @@ impl MvccStore {
             }
             idx.current = main;
             idx.applied = last_index;
+            drop(idx);
+            // Published in the index first, then handed to synced watchers (see watch.rs).
+            let mut hub = self.lock_hub()?;
+            let mut i = 0;
+            while i < events.len() {
+                let rev = events[i].0;
+                let j = events[i..]
+                    .iter()
+                    .position(|(r, _)| *r != rev)
+                    .map_or(events.len(), |p| i + p);
+                let group: Vec<Event> = events[i..j].iter().map(|(_, e)| e.clone()).collect();
+                hub.notify(rev, &group);
+                i = j;
+            }
         }
         if let Ok(mut c) = self.cadence.lock() {
             c.pending += todo.len() as u64;
@@ -451,6 +482,156 @@ impl MvccStore {
             h = crc32c::crc32c_append(h, &v);
         }
         Ok((h, compacted, upper))
+    }
+
+    fn lock_hub(&self) -> Result<std::sync::MutexGuard<'_, Hub>, MvccError> {
+        self.hub
+            .lock()
+            .map_err(|_| storage("watch hub lock poisoned"))
+    }
+
+    /// Starts a watch. Events from `start_revision` on (0: from the next revision) arrive in
+    /// revision order, one message per revision, each exactly once; a start revision below
+    /// the compaction revision gets [`WatchMessage::Compacted`] and the watch ends.
+    pub fn watch(self: &Arc<Self>, req: WatchRequest) -> Result<Watcher, MvccError> {
+        let current = self.revision()?;
+        let (tx, rx) = watch::channel();
+        let next = if req.start_revision <= 0 {
+            current + 1
+        } else {
+            req.start_revision
+        };
+        let id = {
+            let mut hub = self.lock_hub()?;
+            let id = hub.next_id;
+            hub.next_id += 1;
+            hub.watchers.insert(
+                id,
+                WatcherState {
+                    req,
+                    tx,
+                    next,
+                    synced: false,
+                    progress: false,
+                },
+            );
+            id
+        };
+        self.catch_up(id)?;
+        Ok(Watcher {
+            id,
+            rx,
+            store: self.clone(),
+        })
+    }
+
+    pub(crate) fn cancel_watch(&self, id: u64) {
+        if let Ok(mut hub) = self.hub.lock() {
+            hub.watchers.remove(&id);
+        }
+    }
+
+    pub(crate) fn request_progress(&self, id: u64) -> Result<(), MvccError> {
+        let mut hub = self.lock_hub()?;
+        let current = self.revision()?;
+        if let Some(w) = hub.watchers.get_mut(&id) {
+            // Sent now if the watcher has everything up to `current` and room for it; otherwise
+            // once it has caught up and its queue has drained.
+            if !w.synced
+                || w.tx
+                    .try_send(WatchMessage::Progress { revision: current })
+                    .is_err()
+            {
+                w.progress = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a progress notification to every watcher that has everything up to the current
+    /// revision (etcd's periodic progress notify).
+    pub fn progress_all(&self) -> Result<(), MvccError> {
+        let mut hub = self.lock_hub()?;
+        let current = self.revision()?;
+        for w in hub.watchers.values_mut().filter(|w| w.synced) {
+            let _ = w.tx.try_send(WatchMessage::Progress { revision: current });
+        }
+        Ok(())
+    }
+
+    /// Brings an unsynced watcher forward from the tree until its queue is full or it has
+    /// reached the current revision (then it is synced).
+    pub(crate) fn catch_up(&self, id: u64) -> Result<(), MvccError> {
+        loop {
+            let (req, next) = {
+                let mut hub = self.lock_hub()?;
+                match hub.watchers.get_mut(&id) {
+                    Some(w) if !w.synced => (w.req.clone(), w.next),
+                    Some(w) => {
+                        // A progress notice that found the queue full is sent once it drains.
+                        if w.progress {
+                            let revision = self.revision()?;
+                            if w.tx.try_send(WatchMessage::Progress { revision }).is_ok() {
+                                w.progress = false;
+                            }
+                        }
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                }
+            };
+            let (batch, upper, compacted) = {
+                let idx = self.read_index()?;
+                if next < idx.compacted {
+                    (Vec::new(), next - 1, Some(idx.compacted))
+                } else {
+                    let upper = idx.current.min(next.saturating_add(CATCH_UP_REVISIONS - 1));
+                    let snap = self.db.begin_read().map_err(storage)?;
+                    (history(&idx, &snap, &req, next, upper)?, upper, None)
+                }
+            };
+            let mut hub = self.lock_hub()?;
+            let Some(w) = hub.watchers.get_mut(&id) else {
+                return Ok(());
+            };
+            if w.synced || w.next != next {
+                continue;
+            }
+            if let Some(compact_revision) = compacted {
+                // Cancelled once the queue takes the notice; until then it stays behind.
+                if w.tx
+                    .try_send(WatchMessage::Compacted { compact_revision })
+                    .is_ok()
+                {
+                    hub.watchers.remove(&id);
+                }
+                return Ok(());
+            }
+            for (revision, events) in batch {
+                match w.tx.try_send(WatchMessage::Events { revision, events }) {
+                    Ok(()) => w.next = revision + 1,
+                    Err(TrySendError::Full(_)) => return Ok(()),
+                    Err(TrySendError::Disconnected(_)) => {
+                        hub.watchers.remove(&id);
+                        return Ok(());
+                    }
+                }
+            }
+            // A start in the future stays where it is.
+            w.next = w.next.max(upper + 1);
+            let current = self.revision()?;
+            if w.next > current {
+                w.synced = true;
+                if w.progress
+                    && w.tx
+                        .try_send(WatchMessage::Progress { revision: current })
+                        .is_ok()
+                {
+                    w.progress = false;
+                }
+                return Ok(());
+            }
+        }
     }
 
     /// Every lease ID, ascending (etcd's `LeaseLeases`).
@@ -565,6 +746,83 @@ impl MvccStore {
             }
         }
     }
+}
+
+/// The event a change makes.
+fn to_event(c: &Change) -> Event {
+    Event {
+        kind: if c.tombstone {
+            EventKind::Delete
+        } else {
+            EventKind::Put
+        },
+        kv: c.kv.clone(),
+        prev_kv: c.prev.clone(),
+    }
+}
+
+/// Revisions `[from, upper]` of the tree as `req` wants them, one entry per revision with
+/// matching events. Runs under the index lock (for previous values), on a snapshot taken
+/// under it.
+fn history(
+    idx: &Index,
+    snap: &ReadTxn,
+    req: &WatchRequest,
+    from: i64,
+    upper: i64,
+) -> Result<Vec<(i64, Vec<Event>)>, MvccError> {
+    let start = Revision::main_start_key(from);
+    let end = Revision::main_start_key(upper.saturating_add(1));
+    let probe = WatcherState {
+        req: req.clone(),
+        tx: watch::channel().0,
+        next: 0,
+        synced: false,
+        progress: false,
+    };
+    let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
+    for item in snap
+        .range(KEY_BUCKET, Bound::Included(&start), Bound::Excluded(&end))
+        .map_err(storage)?
+    {
+        let (k, v) = item.map_err(storage)?;
+        let (rev, tombstone) = Revision::from_key(&k).map_err(storage)?;
+        let stored = KeyValue::decode(&v).map_err(storage)?;
+        let kv = if tombstone {
+            KeyValue {
+                key: stored.key,
+                mod_revision: rev.main,
+                ..KeyValue::default()
+            }
+        } else {
+            stored
+        };
+        let mut e = Event {
+            kind: if tombstone {
+                EventKind::Delete
+            } else {
+                EventKind::Put
+            },
+            kv,
+            prev_kv: None,
+        };
+        if !probe.matches(&e) {
+            continue;
+        }
+        if req.prev_kv
+            && let Some(at) = idx.keys.get(&e.kv.key).and_then(|ki| ki.get(rev.main - 1))
+            && let Some(v) = snap
+                .get(KEY_BUCKET, &at.modified.to_key(false))
+                .map_err(storage)?
+        {
+            e.prev_kv = Some(KeyValue::decode(&v).map_err(storage)?);
+        }
+        match out.last_mut() {
+            Some((r, events)) if *r == rev.main => events.push(e),
+            _ => out.push((rev.main, vec![e])),
+        }
+    }
+    Ok(out)
 }
 
 /// Whole seconds a lease has left at `now`.
@@ -873,7 +1131,7 @@ impl Apply<'_, '_> {
                     },
                     rev,
                     true,
-                    id,
+                    Some(kv.clone()),
                 )?;
             }
         }
@@ -884,23 +1142,34 @@ impl Apply<'_, '_> {
         Ok(())
     }
 
-    /// Writes one revision; `old_lease` is the lease the key was attached to before it.
+    /// Writes one revision of a key whose value before it was `prev`.
     fn write(
         &mut self,
         kv: KeyValue,
         rev: Revision,
         tombstone: bool,
-        old_lease: i64,
+        prev: Option<KeyValue>,
     ) -> Result<(), MvccError> {
         self.w
             .put(KEY_BUCKET, &rev.to_key(tombstone), &kv.encode())
             .map_err(storage)?;
+        let event_kv = if tombstone {
+            KeyValue {
+                key: kv.key.clone(),
+                mod_revision: rev.main,
+                ..KeyValue::default()
+            }
+        } else {
+            kv.clone()
+        };
         self.changes.push(Change {
             key: kv.key.clone(),
             rev,
             tombstone,
             lease: kv.lease,
-            old_lease,
+            old_lease: prev.as_ref().map_or(0, |p| p.lease),
+            kv: event_kv,
+            prev,
         });
         let key = kv.key.clone();
         self.overlay.insert(key, (!tombstone).then_some(kv));
@@ -927,8 +1196,7 @@ impl Apply<'_, '_> {
                 p.lease
             },
         };
-        let old_lease = prev.as_ref().map_or(0, |k| k.lease);
-        self.write(kv, rev, false, old_lease)?;
+        self.write(kv, rev, false, prev.clone())?;
         Ok(PutResponse {
             prev_kv: if p.prev_kv { prev } else { None },
         })
@@ -953,7 +1221,7 @@ impl Apply<'_, '_> {
                 },
                 rev,
                 true,
-                kv.lease,
+                Some(kv.clone()),
             )?;
             if d.prev_kv {
                 prev_kvs.push(kv);
