@@ -11,6 +11,7 @@ mod node;
 mod page;
 #[cfg(feature = "testing")]
 mod sim;
+mod snapshot;
 mod store;
 mod txn;
 mod verified;

@@ -634,6 +634,21 @@ impl MvccStore {
         }
     }
 
+    /// Writes a consistent snapshot of the whole store (see `btree/snapshot.rs`); returns the
+    /// bytes written and the revision and applied log index it holds. Applies go on meanwhile.
+    pub fn write_snapshot(&self, out: impl std::io::Write) -> Result<(u64, i64, u64), MvccError> {
+        let (snap, revision, applied) = {
+            let idx = self.read_index()?;
+            (
+                self.db.begin_read().map_err(storage)?,
+                idx.current,
+                idx.applied,
+            )
+        };
+        let bytes = snap.write_snapshot(out).map_err(storage)?;
+        Ok((bytes, revision, applied))
+    }
+
     /// Every lease ID, ascending (etcd's `LeaseLeases`).
     pub fn leases(&self) -> Result<Vec<i64>, MvccError> {
         Ok(self.read_index()?.leases.keys().copied().collect())
