@@ -154,16 +154,35 @@ fn in_range(k: &[u8], key: &[u8], end: &[u8]) -> bool {
 impl Index {
     /// `(key, revision holding its value)` of every key live at `rev` in the range.
     fn live_at(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<(Vec<u8>, Revision)> {
+        self.live_at_first(key, end, rev, usize::MAX).0
+    }
+
+    /// The first `keep` live keys of the range (with the revisions holding their values) and
+    /// how many there are in all.
+    fn live_at_first(
+        &self,
+        key: &[u8],
+        end: &[u8],
+        rev: i64,
+        keep: usize,
+    ) -> (Vec<(Vec<u8>, Revision)>, i64) {
         let (lo, hi) = bounds(key, end);
         if let (Bound::Included(l), Bound::Excluded(h)) = (lo, hi)
             && l >= h
         {
-            return Vec::new();
+            return (Vec::new(), 0);
         }
-        self.keys
-            .range::<[u8], _>((lo, hi))
-            .filter_map(|(k, ki)| ki.get(rev).map(|at| (k.clone(), at.modified)))
-            .collect()
+        let mut found = Vec::new();
+        let mut count = 0i64;
+        for (k, ki) in self.keys.range::<[u8], _>((lo, hi)) {
+            if let Some(at) = ki.get(rev) {
+                if found.len() < keep {
+                    found.push((k.clone(), at.modified));
+                }
+                count += 1;
+            }
+        }
+        (found, count)
     }
 }
 
@@ -287,8 +306,7 @@ impl MvccStore {
         let (found, count, snap, current) = {
             let idx = self.read_index()?;
             let rev = check_revision(req.revision, idx.current, idx.compacted)?;
-            let found = idx.live_at(&req.key, &req.range_end, rev);
-            let count = found.len() as i64;
+            let (found, count) = idx.live_at_first(&req.key, &req.range_end, rev, fetch_limit(req));
             // The snapshot is taken under the index lock: it holds every revision just read.
             (
                 found,
@@ -873,6 +891,24 @@ fn read_kv(snap: &ReadTxn, rev: Revision) -> Result<KeyValue, MvccError> {
     KeyValue::decode(&v).map_err(storage)
 }
 
+/// How many keys of a range need their values: all of them when filtering or sorting,
+/// `limit + 1` otherwise (to know whether there are more), none for a count.
+fn fetch_limit(req: &RangeRequest) -> usize {
+    if req.count_only {
+        return 0;
+    }
+    let filters = req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+    let sorted_by_key = req.sort_target == SortTarget::Key && req.sort_order != SortOrder::Descend;
+    if req.limit > 0 && !filters && sorted_by_key {
+        (req.limit as usize).saturating_add(1)
+    } else {
+        usize::MAX
+    }
+}
+
 /// Fetches values, then filters, sorts and limits as etcd's range does.
 fn finish_range(
     req: &RangeRequest,
@@ -1355,8 +1391,9 @@ impl Apply<'_, '_> {
                     .ok_or_else(|| storage("range bookkeeping"))
             });
         }
-        let found = self.idx.live_at(&r.key, &r.range_end, rev);
-        let count = found.len() as i64;
+        let (found, count) = self
+            .idx
+            .live_at_first(&r.key, &r.range_end, rev, fetch_limit(r));
         let w = &mut *self.w;
         finish_range(r, found, count, |_, rev| {
             let v = w
