@@ -92,7 +92,10 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(base).unwrap();
-    let path = dir.path().join("mvcc.db");
+    // STRATA_BENCH_DB=path keeps the loaded database there (to profile `--child path` on it).
+    let path = std::env::var_os("STRATA_BENCH_DB")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("mvcc.db"));
     let s = open(&path);
     let value = vec![0x61u8; 256];
     let t = Instant::now();

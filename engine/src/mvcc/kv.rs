@@ -72,8 +72,18 @@ impl KeyValue {
         out
     }
 
+    /// Decodes everything but the value (restoring the key index needs only these; skipping
+    /// the value saves a copy of it per revision).
+    pub fn decode_without_value(b: &[u8]) -> Result<KeyValue, String> {
+        Self::decode_inner(b, false)
+    }
+
     /// Decodes the protobuf encoding (unknown fields are skipped, as protobuf requires).
     pub fn decode(b: &[u8]) -> Result<KeyValue, String> {
+        Self::decode_inner(b, true)
+    }
+
+    fn decode_inner(b: &[u8], with_value: bool) -> Result<KeyValue, String> {
         let mut kv = KeyValue::default();
         let mut pos = 0;
         while pos < b.len() {
@@ -99,7 +109,7 @@ impl KeyValue {
                         .ok_or("truncated bytes field")?;
                     match field {
                         1 => kv.key = b[pos..end].to_vec(),
-                        5 => kv.value = b[pos..end].to_vec(),
+                        5 if with_value => kv.value = b[pos..end].to_vec(),
                         _ => {}
                     }
                     pos = end;

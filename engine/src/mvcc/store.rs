@@ -200,8 +200,6 @@ impl MvccStore {
         let applied = meta(CONSISTENT_INDEX)?.unwrap_or(0) as u64;
         let scheduled = meta(SCHEDULED_COMPACT)?.unwrap_or(0);
         let finished = meta(FINISHED_COMPACT)?.unwrap_or(0);
-        let mut keys: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
-        let mut key_lease: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         let mut leases: BTreeMap<i64, Lease> = BTreeMap::new();
         for item in r
             .range(LEASE_BUCKET, Bound::Unbounded, Bound::Unbounded)
@@ -210,6 +208,18 @@ impl MvccStore {
             let (k, v) = item.map_err(storage)?;
             leases.insert(be_i64(&k)?, Lease::new(be_i64(&v)?));
         }
+        // One pass over the bucket in revision order collects what the index needs; sorting
+        // by (key, revision) then builds each key's history in order and the map in bulk
+        // (far cheaper than a map insert per revision in random key order).
+        struct Rec {
+            key: Vec<u8>,
+            rev: Revision,
+            tombstone: bool,
+            create: i64,
+            version: i64,
+            lease: i64,
+        }
+        let mut recs: Vec<Rec> = Vec::new();
         let mut current = 0;
         for item in r
             .range(KEY_BUCKET, Bound::Unbounded, Bound::Unbounded)
@@ -217,35 +227,53 @@ impl MvccStore {
         {
             let (k, v) = item.map_err(storage)?;
             let (rev, tombstone) = Revision::from_key(&k).map_err(storage)?;
-            let kv = KeyValue::decode(&v).map_err(storage)?;
+            let kv = KeyValue::decode_without_value(&v).map_err(storage)?;
             current = current.max(rev.main);
-            if tombstone || kv.lease == 0 {
-                key_lease.remove(&kv.key);
-            } else {
-                key_lease.insert(kv.key.clone(), kv.lease);
-            }
-            match keys.get_mut(&kv.key) {
-                Some(ki) if tombstone => {
-                    ki.tombstone(rev).map_err(storage)?;
-                }
-                Some(ki) => ki.put(rev).map_err(storage)?,
-                None if tombstone => {
-                    keys.insert(kv.key, KeyIndex::restore_tombstone(rev));
-                }
-                None => {
-                    keys.insert(
-                        kv.key,
-                        KeyIndex::restore(Revision::new(kv.create_revision, 0), rev, kv.version),
-                    );
-                }
-            }
+            recs.push(Rec {
+                key: kv.key,
+                rev,
+                tombstone,
+                create: kv.create_revision,
+                version: kv.version,
+                lease: kv.lease,
+            });
         }
         drop(r);
-        for (key, lease) in key_lease {
-            if let Some(l) = leases.get_mut(&lease) {
-                l.keys.insert(key);
+        recs.sort_unstable_by(|a, b| a.key.cmp(&b.key).then(a.rev.cmp(&b.rev)));
+        let mut built: Vec<(Vec<u8>, KeyIndex)> = Vec::new();
+        // The lease of each key's newest revision (0 for none or a tombstone).
+        let mut last_lease: Vec<i64> = Vec::new();
+        for rec in recs {
+            match built.last_mut() {
+                Some((key, ki)) if *key == rec.key => {
+                    if rec.tombstone {
+                        ki.tombstone(rec.rev).map_err(storage)?;
+                    } else {
+                        ki.put(rec.rev).map_err(storage)?;
+                    }
+                }
+                _ => {
+                    let ki = if rec.tombstone {
+                        KeyIndex::restore_tombstone(rec.rev)
+                    } else {
+                        KeyIndex::restore(Revision::new(rec.create, 0), rec.rev, rec.version)
+                    };
+                    built.push((rec.key, ki));
+                    last_lease.push(0);
+                }
+            }
+            if let Some(l) = last_lease.last_mut() {
+                *l = if rec.tombstone { 0 } else { rec.lease };
             }
         }
+        for ((key, _), lease) in built.iter().zip(&last_lease) {
+            if *lease != 0
+                && let Some(l) = leases.get_mut(lease)
+            {
+                l.keys.insert(key.clone());
+            }
+        }
+        let keys: BTreeMap<Vec<u8>, KeyIndex> = built.into_iter().collect();
         let store = MvccStore {
             db,
             opts,
