@@ -799,6 +799,12 @@ impl MvccStore {
                     .map_err(storage)?;
             }
             w.commit(Durability::Fast).map_err(storage)?;
+            // Each batch counts toward the durability cadence like applied entries, so a long
+            // compaction becomes durable step by step (a crash then resumes it; see `open`).
+            if let Ok(mut c) = self.cadence.lock() {
+                c.pending += doomed.len() as u64 + 1;
+            }
+            self.maybe_sync()?;
             if done {
                 return Ok(());
             }
