@@ -18,14 +18,25 @@ fn key(i: u64) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let s = MvccStore::open(Db::open(dir.path().join("db"), Options::default()).unwrap(), MvccOptions::default()).unwrap();
+    let s = MvccStore::open(
+        Db::open(dir.path().join("db"), Options::default()).unwrap(),
+        MvccOptions::default(),
+    )
+    .unwrap();
     let value = vec![0x61u8; 256];
     let mut index = 0u64;
     let mut batch = |from: u64| -> Vec<(u64, WriteRequest)> {
         (0..100)
             .map(|j| {
                 index += 1;
-                (index, WriteRequest::Put(PutRequest { key: key((from + j) % KEYS), value: value.clone(), ..PutRequest::default() }))
+                (
+                    index,
+                    WriteRequest::Put(PutRequest {
+                        key: key((from + j) % KEYS),
+                        value: value.clone(),
+                        ..PutRequest::default()
+                    }),
+                )
             })
             .collect()
     };
@@ -52,7 +63,14 @@ fn bench(c: &mut Criterion) {
     g.bench_function("range_1000_keys", |b| {
         b.iter(|| {
             // One namespace's worth of pods (every 100th key), limited to 1,000.
-            let r = s.range(&RangeRequest { key: b"/registry/pods/ns042/".to_vec(), range_end: b"/registry/pods/ns0420".to_vec(), limit: 1000, ..RangeRequest::default() }).unwrap();
+            let r = s
+                .range(&RangeRequest {
+                    key: b"/registry/pods/ns042/".to_vec(),
+                    range_end: b"/registry/pods/ns0420".to_vec(),
+                    limit: 1000,
+                    ..RangeRequest::default()
+                })
+                .unwrap();
             assert_eq!(r.response.kvs.len(), 1000);
         })
     });

@@ -792,3 +792,119 @@ fn power_cut_anywhere_in_a_compaction_resumes_it() {
     );
     assert!(compacted_points > 0 && compacted_points < end_ops - start_ops + 1);
 }
+
+#[test]
+fn nested_transactions_compare_before_anything_is_written() {
+    let s = open(&SimStore::new());
+    let p = |k: &str, v: &str| {
+        RequestOp::Put(PutRequest {
+            key: k.into(),
+            value: v.into(),
+            ..PutRequest::default()
+        })
+    };
+    let nested = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal,
+            target: CompareTarget::Version(0),
+            key: b"k".to_vec(),
+            range_end: vec![],
+        }],
+        success: vec![p("j", "saw the state before the outer put")],
+        failure: vec![p("j", "saw the outer put")],
+    };
+    let outer = TxnRequest {
+        compare: vec![],
+        success: vec![p("k", "1"), RequestOp::Txn(nested)],
+        failure: vec![],
+    };
+    let out = s
+        .apply(&[(1, WriteRequest::Txn(outer))])
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(out.revision, 1, "one transaction, one revision");
+    let r = s
+        .range(&RangeRequest {
+            key: b"j".to_vec(),
+            ..RangeRequest::default()
+        })
+        .unwrap();
+    assert_eq!(
+        r.response.kvs[0].value,
+        b"saw the state before the outer put".to_vec()
+    );
+    assert_eq!(
+        (
+            r.response.kvs[0].mod_revision,
+            r.response.kvs[0].create_revision
+        ),
+        (1, 1)
+    );
+    // A put in the nested branch that the outer branch also puts is a duplicate, in either
+    // nested branch.
+    let dup = TxnRequest {
+        success: vec![
+            p("x", "1"),
+            RequestOp::Txn(TxnRequest {
+                compare: vec![],
+                success: vec![],
+                failure: vec![p("x", "2")],
+            }),
+        ],
+        ..TxnRequest::default()
+    };
+    let e = s
+        .apply(&[(2, WriteRequest::Txn(dup))])
+        .unwrap()
+        .remove(0)
+        .unwrap_err();
+    assert_eq!(e, MvccError::DuplicateKey);
+    // Puts of the same key in the two nested branches are fine: only one runs.
+    let ok = TxnRequest {
+        success: vec![RequestOp::Txn(TxnRequest {
+            compare: vec![],
+            success: vec![p("y", "s")],
+            failure: vec![p("y", "f")],
+        })],
+        ..TxnRequest::default()
+    };
+    assert!(
+        s.apply(&[(3, WriteRequest::Txn(ok))])
+            .unwrap()
+            .remove(0)
+            .is_ok()
+    );
+    // A compare over a range holds only if every key in it satisfies it; a missing key's value
+    // never matches.
+    let all_v1 = |end: &str| TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal,
+            target: CompareTarget::Version(1),
+            key: b"a".to_vec(),
+            range_end: end.into(),
+        }],
+        ..TxnRequest::default()
+    };
+    let succeeded = |t: TxnRequest, i| match s
+        .apply(&[(i, WriteRequest::Txn(t))])
+        .unwrap()
+        .remove(0)
+        .unwrap()
+        .response
+    {
+        WriteResponse::Txn(r) => r.succeeded,
+        other => panic!("{other:?}"),
+    };
+    assert!(succeeded(all_v1("z"), 4), "j, k, y all have version 1");
+    let missing_value = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::NotEqual,
+            target: CompareTarget::Value(b"x".to_vec()),
+            key: b"nope".to_vec(),
+            range_end: vec![],
+        }],
+        ..TxnRequest::default()
+    };
+    assert!(!succeeded(missing_value, 5));
+}
