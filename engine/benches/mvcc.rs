@@ -56,6 +56,7 @@ fn child(path: &Path) {
     let s = open(path);
     let opened = t.elapsed();
     let (rss, hwm) = (status("VmRSS:"), status("VmHWM:"));
+    let (anon, file) = (status("RssAnon:"), status("RssFile:"));
     let t = Instant::now();
     let r = s
         .range(&RangeRequest {
@@ -67,7 +68,7 @@ fn child(path: &Path) {
         .unwrap();
     let counted = t.elapsed();
     println!(
-        "| open (rebuild the key index) | {:.2} s | RSS {rss}, peak {hwm} |",
+        "| open (rebuild the key index) | {:.2} s | RSS {rss} (anonymous {anon}, file {file}), peak {hwm} |",
         opened.as_secs_f64()
     );
     println!(

@@ -162,3 +162,26 @@ fn a_long_reader_delays_reuse_but_not_the_writer() {
     assert!(after.page_count <= grown, "{grown} -> {}", after.page_count);
     db.check().unwrap();
 }
+
+#[test]
+fn releasing_mapped_pages_waits_for_no_reader_and_keeps_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("db"), Options::default()).unwrap();
+    let mut w = db.begin_write().unwrap();
+    for i in 0..2000u32 {
+        w.put(b"b", format!("k{i:05}").as_bytes(), &value(b"k", i, 100))
+            .unwrap();
+    }
+    w.commit(Durability::Durable).unwrap();
+    let before = dump(&db.begin_read().unwrap());
+    let r = db.begin_read().unwrap();
+    assert!(
+        !db.release_mapped_pages().unwrap(),
+        "a live reader may hold borrowed pages"
+    );
+    drop(r);
+    assert!(db.release_mapped_pages().unwrap());
+    // The pages come back from the file, unchanged.
+    assert_eq!(dump(&db.begin_read().unwrap()), before);
+    db.check().unwrap();
+}

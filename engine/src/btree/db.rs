@@ -247,6 +247,23 @@ impl Db {
         txn.commit(Durability::Durable)
     }
 
+    /// Lets the process's mapped pages go (they stay in the page cache; later reads fault them
+    /// back in), if no read transaction is open; returns whether it did. Used after a bulk
+    /// scan (the MVCC index rebuild) that touched every page once, so resident memory holds
+    /// what is used, not everything read at startup.
+    pub fn release_mapped_pages(&self) -> Result<bool> {
+        // The writer lock excludes a write transaction (which reads pages of its base
+        // snapshot); the reader table's lock, held with no reader registered, excludes readers.
+        let _writer = lock(&self.shared.writer)?;
+        let readers = lock(&self.shared.readers)?;
+        if readers.count() > 0 {
+            return Ok(false);
+        }
+        self.shared.store.release_mapped()?;
+        drop(readers);
+        Ok(true)
+    }
+
     /// File and reader statistics.
     pub fn stats(&self) -> Result<Stats> {
         let (txn, readers, oldest) = {

@@ -18,6 +18,9 @@
 //!    new view with a larger readable length over the same mapping; beyond it, a larger
 //!    mapping is created beside the old one, which lives until the last view holding it is
 //!    dropped.
+//! 4. `release_mapped` (MADV_DONTNEED) is called only while no slice of any mapping is
+//!    borrowed: the caller holds the writer lock and the reader table's lock with no reader
+//!    registered. Afterwards the pages fault back in from the file, unchanged.
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
@@ -216,5 +219,18 @@ impl PageStore for MmapStore {
 
     fn kind(&self) -> &'static str {
         "mmap"
+    }
+
+    fn release_mapped(&self) -> Result<()> {
+        let region = self.region.lock().map_err(|_| EngineError::Poisoned {
+            cause: "mapping lock poisoned".into(),
+        })?;
+        if let Some(map) = &region.map {
+            // SAFETY: rule 4 in the module doc: nothing borrows from any mapping now, and the
+            // mapping is shared and file-backed, so its contents come back from the file.
+            unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) }
+                .map_err(|e| EngineError::io("madvise(MADV_DONTNEED)", e))?;
+        }
+        Ok(())
     }
 }

@@ -43,6 +43,11 @@ pub trait PageStore: Send + Sync + 'static {
     fn grow(&self, len: u64) -> Result<()>;
     /// The file's path, for error messages.
     fn path(&self) -> &Path;
+    /// Lets go of cached pages this process holds mapped (they stay in the page cache). Called
+    /// only while nothing borrows from the store (see [`crate::btree::Db::release_mapped_pages`]).
+    fn release_mapped(&self) -> Result<()> {
+        Ok(())
+    }
     /// The backend's name, for logs and reports.
     fn kind(&self) -> &'static str;
 }

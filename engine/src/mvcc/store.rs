@@ -274,6 +274,8 @@ impl MvccStore {
             }
         }
         let keys: BTreeMap<Vec<u8>, KeyIndex> = built.into_iter().collect();
+        // The scan touched every page once; do not keep them all resident for it.
+        db.release_mapped_pages().map_err(storage)?;
         let store = MvccStore {
             db,
             opts,
