@@ -25,14 +25,12 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use memmap2::{Mmap, MmapOptions};
 
-use crate::btree::store::{PageStore, PageView, check_range, open_dsync, open_file};
+use crate::btree::store::{FileCore, PageStore, PageView, check_range};
 use crate::error::{EngineError, Result};
 
 struct Region {
@@ -76,10 +74,7 @@ pub(crate) fn advise_random(file: &File) {
 /// The mmap backend.
 pub struct MmapStore {
     reserve_min: u64,
-    file: Arc<File>,
-    dsync: File,
-    path: PathBuf,
-    len: AtomicU64,
+    core: FileCore,
     region: Mutex<Arc<Region>>,
 }
 
@@ -87,20 +82,11 @@ impl MmapStore {
     /// Opens or creates the file at `path`, reserving at least `reserve_min_bytes` of address
     /// space for the mapping.
     pub fn open(path: &Path, reserve_min_bytes: u64) -> Result<Self> {
-        let file = open_file(path)?;
-        crate::btree::mmap::advise_random(&file);
-        let len = file
-            .metadata()
-            .map_err(|e| EngineError::io("stat database file", e))?
-            .len();
-        let file = Arc::new(file);
-        let region = map(&file, len, reserve_min_bytes)?;
+        let core = FileCore::open(path)?;
+        let region = map(&core.file, core.len(), reserve_min_bytes)?;
         Ok(MmapStore {
-            dsync: open_dsync(path)?,
             reserve_min: reserve_min_bytes,
-            file,
-            path: path.to_path_buf(),
-            len: AtomicU64::new(len),
+            core,
             region: Mutex::new(region),
         })
     }
@@ -156,7 +142,7 @@ fn map(file: &File, len: u64, reserve_min: u64) -> Result<Arc<Region>> {
 
 impl PageStore for MmapStore {
     fn view(&self) -> Result<Arc<dyn PageView>> {
-        let len = self.len.load(Ordering::Acquire);
+        let len = self.core.len();
         let mut region = self.region.lock().map_err(|_| EngineError::Poisoned {
             cause: "mapping lock poisoned".into(),
         })?;
@@ -169,52 +155,34 @@ impl PageStore for MmapStore {
                     len,
                 })
             } else {
-                map(&self.file, len, self.reserve_min)?
+                map(&self.core.file, len, self.reserve_min)?
             };
         }
         Ok(region.clone())
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.file
-            .write_all_at(data, offset)
-            .map_err(|e| EngineError::io("write database file", e))?;
-        self.len
-            .fetch_max(offset + data.len() as u64, Ordering::AcqRel);
-        Ok(())
+        self.core.write_at(offset, data)
     }
 
     fn sync_data(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| EngineError::io("fdatasync database file", e))
+        self.core.sync_data()
     }
 
     fn write_durable(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.dsync
-            .write_all_at(data, offset)
-            .map_err(|e| EngineError::io("write database file (O_DSYNC)", e))?;
-        self.len
-            .fetch_max(offset + data.len() as u64, Ordering::AcqRel);
-        Ok(())
+        self.core.write_durable(offset, data)
     }
 
     fn len(&self) -> Result<u64> {
-        Ok(self.len.load(Ordering::Acquire))
+        Ok(self.core.len())
     }
 
     fn grow(&self, len: u64) -> Result<()> {
-        if len > self.len.load(Ordering::Acquire) {
-            self.file
-                .set_len(len)
-                .map_err(|e| EngineError::io("grow database file", e))?;
-            self.len.fetch_max(len, Ordering::AcqRel);
-        }
-        Ok(())
+        self.core.grow(len)
     }
 
     fn path(&self) -> &Path {
-        &self.path
+        &self.core.path
     }
 
     fn kind(&self) -> &'static str {

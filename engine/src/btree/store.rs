@@ -100,28 +100,81 @@ fn lock_exclusive(file: &File) -> Result<()> {
     })
 }
 
-/// The pread/pwrite backend.
-pub struct FileStore {
-    file: Arc<File>,
+/// An open, locked database file: what both file backends write and sync through.
+pub(crate) struct FileCore {
+    pub file: Arc<File>,
+    /// A second descriptor opened `O_DSYNC`, for the meta page.
     dsync: File,
-    path: PathBuf,
-    len: AtomicU64,
+    pub path: PathBuf,
+    /// The file's length as this process has made it.
+    pub len: AtomicU64,
 }
 
-impl FileStore {
-    /// Opens or creates the file at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
+impl FileCore {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         let file = open_file(path)?;
         crate::btree::mmap::advise_random(&file);
         let len = file
             .metadata()
             .map_err(|e| EngineError::io("stat database file", e))?
             .len();
-        Ok(FileStore {
+        Ok(FileCore {
             dsync: open_dsync(path)?,
             file: Arc::new(file),
             path: path.to_path_buf(),
             len: AtomicU64::new(len),
+        })
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| EngineError::io("write database file", e))?;
+        self.len
+            .fetch_max(offset + data.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    pub(crate) fn sync_data(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| EngineError::io("fdatasync database file", e))
+    }
+
+    pub(crate) fn write_durable(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.dsync
+            .write_all_at(data, offset)
+            .map_err(|e| EngineError::io("write database file (O_DSYNC)", e))?;
+        self.len
+            .fetch_max(offset + data.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    pub(crate) fn grow(&self, len: u64) -> Result<()> {
+        if len > self.len() {
+            self.file
+                .set_len(len)
+                .map_err(|e| EngineError::io("grow database file", e))?;
+            self.len.fetch_max(len, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+}
+
+/// The pread/pwrite backend.
+pub struct FileStore {
+    core: FileCore,
+}
+
+impl FileStore {
+    /// Opens or creates the file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(FileStore {
+            core: FileCore::open(path)?,
         })
     }
 }
@@ -158,51 +211,33 @@ pub(crate) fn check_range(offset: u64, len: usize, file_len: u64) -> Result<()> 
 impl PageStore for FileStore {
     fn view(&self) -> Result<Arc<dyn PageView>> {
         Ok(Arc::new(PreadView {
-            file: self.file.clone(),
-            len: self.len.load(Ordering::Acquire),
+            file: self.core.file.clone(),
+            len: self.core.len(),
         }))
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.file
-            .write_all_at(data, offset)
-            .map_err(|e| EngineError::io("write database file", e))?;
-        self.len
-            .fetch_max(offset + data.len() as u64, Ordering::AcqRel);
-        Ok(())
+        self.core.write_at(offset, data)
     }
 
     fn sync_data(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| EngineError::io("fdatasync database file", e))
+        self.core.sync_data()
     }
 
     fn write_durable(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.dsync
-            .write_all_at(data, offset)
-            .map_err(|e| EngineError::io("write database file (O_DSYNC)", e))?;
-        self.len
-            .fetch_max(offset + data.len() as u64, Ordering::AcqRel);
-        Ok(())
+        self.core.write_durable(offset, data)
     }
 
     fn len(&self) -> Result<u64> {
-        Ok(self.len.load(Ordering::Acquire))
+        Ok(self.core.len())
     }
 
     fn grow(&self, len: u64) -> Result<()> {
-        if len > self.len.load(Ordering::Acquire) {
-            self.file
-                .set_len(len)
-                .map_err(|e| EngineError::io("grow database file", e))?;
-            self.len.fetch_max(len, Ordering::AcqRel);
-        }
-        Ok(())
+        self.core.grow(len)
     }
 
     fn path(&self) -> &Path {
-        &self.path
+        &self.core.path
     }
 
     fn kind(&self) -> &'static str {

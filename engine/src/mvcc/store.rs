@@ -1209,17 +1209,7 @@ impl Apply<'_, '_> {
             if let Some(kv) = self.latest(&key)?
                 && kv.lease == id
             {
-                let rev = Revision::new(main, *sub);
-                *sub += 1;
-                self.write(
-                    KeyValue {
-                        key: kv.key.clone(),
-                        ..KeyValue::default()
-                    },
-                    rev,
-                    true,
-                    Some(kv.clone()),
-                )?;
+                self.tombstone(kv, main, sub)?;
             }
         }
         self.w
@@ -1227,6 +1217,17 @@ impl Apply<'_, '_> {
             .map_err(storage)?;
         self.lease_overlay.insert(id, None);
         Ok(())
+    }
+
+    /// Deletes the key of `kv` (its current value) at the next sub-revision of `main`.
+    fn tombstone(&mut self, kv: KeyValue, main: i64, sub: &mut i64) -> Result<(), MvccError> {
+        let rev = Revision::new(main, *sub);
+        *sub += 1;
+        let marker = KeyValue {
+            key: kv.key.clone(),
+            ..KeyValue::default()
+        };
+        self.write(marker, rev, true, Some(kv))
     }
 
     /// Writes one revision of a key whose value before it was `prev`.
@@ -1299,17 +1300,7 @@ impl Apply<'_, '_> {
         let deleted = victims.len() as i64;
         let mut prev_kvs = Vec::new();
         for kv in victims {
-            let rev = Revision::new(main, *sub);
-            *sub += 1;
-            self.write(
-                KeyValue {
-                    key: kv.key.clone(),
-                    ..KeyValue::default()
-                },
-                rev,
-                true,
-                Some(kv.clone()),
-            )?;
+            self.tombstone(kv.clone(), main, sub)?;
             if d.prev_kv {
                 prev_kvs.push(kv);
             }
