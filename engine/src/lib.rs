@@ -28,9 +28,11 @@
 //! 6. `btree/free.rs`: free pages, readers, and when a page may be reused (with a loom model).
 //! 7. `btree/check.rs`: the consistency checker.
 //! 8. `btree/store.rs`, `btree/mmap.rs`, `btree/sim.rs`: the page-store seam and its backends.
-//! 9. `mvcc/`: etcd's data model — revisions and their bucket keys, a key's generations
-//!    (`KeyIndex`, with etcd's compaction rules), the stored `KeyValue` encoding. The MVCC store
-//!    on top of them is the next step.
+//! 9. `mvcc/`: etcd's data model on the tree (docs/mvcc.md): `revision.rs` (revisions and
+//!    their bucket keys), `key_index.rs` (a key's generations, etcd's compaction rules),
+//!    `kv.rs` (the stored `KeyValue`), `ops.rs` (requests, responses, etcd's errors),
+//!    `store.rs` (open and index rebuild, reads, apply, compaction, leases, HashKV),
+//!    `apply.rs` (one batch in one write transaction), `watch.rs` (the watch hub).
 
 pub mod btree;
 mod error;

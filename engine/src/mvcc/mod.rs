@@ -2,6 +2,7 @@
 //! `key` bucket, a key's history in generations, and the stored `KeyValue` encoding. The
 //! store that applies etcd's operations on top of them is built on these.
 
+mod apply;
 mod key_index;
 mod kv;
 mod ops;

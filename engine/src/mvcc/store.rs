@@ -17,25 +17,23 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
-use std::sync::mpsc::TrySendError;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::btree::{Db, Durability, ReadTxn, WriteTxn};
+use crate::btree::{Db, Durability, ReadTxn};
+use crate::mvcc::apply::Apply;
 use crate::mvcc::key_index::KeyIndex;
 use crate::mvcc::kv::KeyValue;
 use crate::mvcc::ops::*;
 use crate::mvcc::revision::Revision;
-use crate::mvcc::watch::{
-    self, Event, EventKind, Hub, HubLock, WatchMessage, WatchRequest, Watcher, WatcherState,
-};
+use crate::mvcc::watch::{Event, Hub, HubLock, to_event};
 
-const KEY_BUCKET: &[u8] = b"key";
-const META_BUCKET: &[u8] = b"meta";
+pub(super) const KEY_BUCKET: &[u8] = b"key";
+pub(super) const META_BUCKET: &[u8] = b"meta";
 const CONSISTENT_INDEX: &[u8] = b"consistent_index";
-const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
+pub(super) const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
-const LEASE_BUCKET: &[u8] = b"lease";
+pub(super) const LEASE_BUCKET: &[u8] = b"lease";
 /// etcd's largest lease TTL in seconds.
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
@@ -64,19 +62,19 @@ impl Default for MvccOptions {
     }
 }
 
-struct Index {
-    keys: BTreeMap<Vec<u8>, KeyIndex>,
-    current: i64,
-    compacted: i64,
-    applied: u64,
-    leases: BTreeMap<i64, Lease>,
+pub(super) struct Index {
+    pub(super) keys: BTreeMap<Vec<u8>, KeyIndex>,
+    pub(super) current: i64,
+    pub(super) compacted: i64,
+    pub(super) applied: u64,
+    pub(super) leases: BTreeMap<i64, Lease>,
 }
 
 /// A lease: its granted TTL, the keys attached to it, and when it was last renewed by this
 /// node's clock (expiry is the leader's business: it asks [`MvccStore::expired`]).
-struct Lease {
+pub(super) struct Lease {
     ttl: i64,
-    keys: std::collections::BTreeSet<Vec<u8>>,
+    pub(super) keys: std::collections::BTreeSet<Vec<u8>>,
     renewed: Instant,
 }
 
@@ -91,16 +89,16 @@ impl Lease {
 }
 
 /// A change to make to the index after the commit.
-struct Change {
-    key: Vec<u8>,
-    rev: Revision,
-    tombstone: bool,
-    lease: i64,
-    old_lease: i64,
+pub(super) struct Change {
+    pub(super) key: Vec<u8>,
+    pub(super) rev: Revision,
+    pub(super) tombstone: bool,
+    pub(super) lease: i64,
+    pub(super) old_lease: i64,
     /// The event's key-value (for a delete: the key and the deleting revision).
-    kv: KeyValue,
+    pub(super) kv: KeyValue,
     /// The key-value before the change.
-    prev: Option<KeyValue>,
+    pub(super) prev: Option<KeyValue>,
 }
 
 struct Cadence {
@@ -110,17 +108,14 @@ struct Cadence {
 
 /// The MVCC store.
 pub struct MvccStore {
-    db: Db,
+    pub(super) db: Db,
     opts: MvccOptions,
     index: RwLock<Index>,
     cadence: Mutex<Cadence>,
-    hub: HubLock,
+    pub(super) hub: HubLock,
 }
 
-/// Revisions a catch-up reads from the tree per step.
-const CATCH_UP_REVISIONS: i64 = 1000;
-
-fn storage(e: impl std::fmt::Display) -> MvccError {
+pub(super) fn storage(e: impl std::fmt::Display) -> MvccError {
     MvccError::Storage(e.to_string())
 }
 
@@ -141,7 +136,7 @@ fn bounds<'a>(key: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>
     }
 }
 
-fn in_range(k: &[u8], key: &[u8], end: &[u8]) -> bool {
+pub(super) fn in_range(k: &[u8], key: &[u8], end: &[u8]) -> bool {
     if end.is_empty() {
         k == key
     } else if end == [0] {
@@ -153,13 +148,13 @@ fn in_range(k: &[u8], key: &[u8], end: &[u8]) -> bool {
 
 impl Index {
     /// `(key, revision holding its value)` of every key live at `rev` in the range.
-    fn live_at(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<(Vec<u8>, Revision)> {
+    pub(super) fn live_at(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<(Vec<u8>, Revision)> {
         self.live_at_first(key, end, rev, usize::MAX).0
     }
 
     /// The first `keep` live keys of the range (with the revisions holding their values) and
     /// how many there are in all.
-    fn live_at_first(
+    pub(super) fn live_at_first(
         &self,
         key: &[u8],
         end: &[u8],
@@ -299,7 +294,7 @@ impl MvccStore {
         Ok(store)
     }
 
-    fn read_index(&self) -> Result<std::sync::RwLockReadGuard<'_, Index>, MvccError> {
+    pub(super) fn read_index(&self) -> Result<std::sync::RwLockReadGuard<'_, Index>, MvccError> {
         self.index
             .read()
             .map_err(|_| storage("index lock poisoned"))
@@ -532,156 +527,6 @@ impl MvccStore {
         Ok((h, compacted, upper))
     }
 
-    fn lock_hub(&self) -> Result<std::sync::MutexGuard<'_, Hub>, MvccError> {
-        self.hub
-            .lock()
-            .map_err(|_| storage("watch hub lock poisoned"))
-    }
-
-    /// Starts a watch. Events from `start_revision` on (0: from the next revision) arrive in
-    /// revision order, one message per revision, each exactly once; a start revision below
-    /// the compaction revision gets [`WatchMessage::Compacted`] and the watch ends.
-    pub fn watch(self: &Arc<Self>, req: WatchRequest) -> Result<Watcher, MvccError> {
-        let current = self.revision()?;
-        let (tx, rx) = watch::channel();
-        let next = if req.start_revision <= 0 {
-            current + 1
-        } else {
-            req.start_revision
-        };
-        let id = {
-            let mut hub = self.lock_hub()?;
-            let id = hub.next_id;
-            hub.next_id += 1;
-            hub.watchers.insert(
-                id,
-                WatcherState {
-                    req,
-                    tx,
-                    next,
-                    synced: false,
-                    progress: false,
-                },
-            );
-            id
-        };
-        self.catch_up(id)?;
-        Ok(Watcher {
-            id,
-            rx,
-            store: self.clone(),
-        })
-    }
-
-    pub(crate) fn cancel_watch(&self, id: u64) {
-        if let Ok(mut hub) = self.hub.lock() {
-            hub.watchers.remove(&id);
-        }
-    }
-
-    pub(crate) fn request_progress(&self, id: u64) -> Result<(), MvccError> {
-        let mut hub = self.lock_hub()?;
-        let current = self.revision()?;
-        if let Some(w) = hub.watchers.get_mut(&id) {
-            // Sent now if the watcher has everything up to `current` and room for it; otherwise
-            // once it has caught up and its queue has drained.
-            if !w.synced
-                || w.tx
-                    .try_send(WatchMessage::Progress { revision: current })
-                    .is_err()
-            {
-                w.progress = true;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends a progress notification to every watcher that has everything up to the current
-    /// revision (etcd's periodic progress notify).
-    pub fn progress_all(&self) -> Result<(), MvccError> {
-        let mut hub = self.lock_hub()?;
-        let current = self.revision()?;
-        for w in hub.watchers.values_mut().filter(|w| w.synced) {
-            let _ = w.tx.try_send(WatchMessage::Progress { revision: current });
-        }
-        Ok(())
-    }
-
-    /// Brings an unsynced watcher forward from the tree until its queue is full or it has
-    /// reached the current revision (then it is synced).
-    pub(crate) fn catch_up(&self, id: u64) -> Result<(), MvccError> {
-        loop {
-            let (req, next) = {
-                let mut hub = self.lock_hub()?;
-                match hub.watchers.get_mut(&id) {
-                    Some(w) if !w.synced => (w.req.clone(), w.next),
-                    Some(w) => {
-                        // A progress notice that found the queue full is sent once it drains.
-                        if w.progress {
-                            let revision = self.revision()?;
-                            if w.tx.try_send(WatchMessage::Progress { revision }).is_ok() {
-                                w.progress = false;
-                            }
-                        }
-                        return Ok(());
-                    }
-                    None => return Ok(()),
-                }
-            };
-            let (batch, upper, compacted) = {
-                let idx = self.read_index()?;
-                if next < idx.compacted {
-                    (Vec::new(), next - 1, Some(idx.compacted))
-                } else {
-                    let upper = idx.current.min(next.saturating_add(CATCH_UP_REVISIONS - 1));
-                    let snap = self.db.begin_read().map_err(storage)?;
-                    (history(&idx, &snap, &req, next, upper)?, upper, None)
-                }
-            };
-            let mut hub = self.lock_hub()?;
-            let Some(w) = hub.watchers.get_mut(&id) else {
-                return Ok(());
-            };
-            if w.synced || w.next != next {
-                continue;
-            }
-            if let Some(compact_revision) = compacted {
-                // Cancelled once the queue takes the notice; until then it stays behind.
-                if w.tx
-                    .try_send(WatchMessage::Compacted { compact_revision })
-                    .is_ok()
-                {
-                    hub.watchers.remove(&id);
-                }
-                return Ok(());
-            }
-            for (revision, events) in batch {
-                match w.tx.try_send(WatchMessage::Events { revision, events }) {
-                    Ok(()) => w.next = revision + 1,
-                    Err(TrySendError::Full(_)) => return Ok(()),
-                    Err(TrySendError::Disconnected(_)) => {
-                        hub.watchers.remove(&id);
-                        return Ok(());
-                    }
-                }
-            }
-            // A start in the future stays where it is.
-            w.next = w.next.max(upper + 1);
-            let current = self.revision()?;
-            if w.next > current {
-                w.synced = true;
-                if w.progress
-                    && w.tx
-                        .try_send(WatchMessage::Progress { revision: current })
-                        .is_ok()
-                {
-                    w.progress = false;
-                }
-                return Ok(());
-            }
-        }
-    }
-
     /// Writes a consistent snapshot of the whole store (see `btree/snapshot.rs`); returns the
     /// bytes written and the revision and applied log index it holds. Applies go on meanwhile.
     pub fn write_snapshot(&self, out: impl std::io::Write) -> Result<(u64, i64, u64), MvccError> {
@@ -817,83 +662,6 @@ impl MvccStore {
     }
 }
 
-/// The event a change makes.
-fn to_event(c: &Change) -> Event {
-    Event {
-        kind: if c.tombstone {
-            EventKind::Delete
-        } else {
-            EventKind::Put
-        },
-        kv: c.kv.clone(),
-        prev_kv: c.prev.clone(),
-    }
-}
-
-/// Revisions `[from, upper]` of the tree as `req` wants them, one entry per revision with
-/// matching events. Runs under the index lock (for previous values), on a snapshot taken
-/// under it.
-fn history(
-    idx: &Index,
-    snap: &ReadTxn,
-    req: &WatchRequest,
-    from: i64,
-    upper: i64,
-) -> Result<Vec<(i64, Vec<Event>)>, MvccError> {
-    let start = Revision::main_start_key(from);
-    let end = Revision::main_start_key(upper.saturating_add(1));
-    let probe = WatcherState {
-        req: req.clone(),
-        tx: watch::channel().0,
-        next: 0,
-        synced: false,
-        progress: false,
-    };
-    let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
-    for item in snap
-        .range(KEY_BUCKET, Bound::Included(&start), Bound::Excluded(&end))
-        .map_err(storage)?
-    {
-        let (k, v) = item.map_err(storage)?;
-        let (rev, tombstone) = Revision::from_key(&k).map_err(storage)?;
-        let stored = KeyValue::decode(&v).map_err(storage)?;
-        let kv = if tombstone {
-            KeyValue {
-                key: stored.key,
-                mod_revision: rev.main,
-                ..KeyValue::default()
-            }
-        } else {
-            stored
-        };
-        let mut e = Event {
-            kind: if tombstone {
-                EventKind::Delete
-            } else {
-                EventKind::Put
-            },
-            kv,
-            prev_kv: None,
-        };
-        if !probe.matches(&e) {
-            continue;
-        }
-        if req.prev_kv
-            && let Some(at) = idx.keys.get(&e.kv.key).and_then(|ki| ki.get(rev.main - 1))
-            && let Some(v) = snap
-                .get(KEY_BUCKET, &at.modified.to_key(false))
-                .map_err(storage)?
-        {
-            e.prev_kv = Some(KeyValue::decode(&v).map_err(storage)?);
-        }
-        match out.last_mut() {
-            Some((r, events)) if *r == rev.main => events.push(e),
-            _ => out.push((rev.main, vec![e])),
-        }
-    }
-    Ok(out)
-}
-
 /// Whole seconds a lease has left at `now`.
 fn remaining(l: &Lease, now: Instant) -> i64 {
     let deadline = l.renewed + Duration::from_secs(l.ttl.max(0) as u64);
@@ -901,7 +669,11 @@ fn remaining(l: &Lease, now: Instant) -> i64 {
 }
 
 /// The revision a read at `requested` uses, or etcd's error for it.
-fn check_revision(requested: i64, current: i64, compacted: i64) -> Result<i64, MvccError> {
+pub(super) fn check_revision(
+    requested: i64,
+    current: i64,
+    compacted: i64,
+) -> Result<i64, MvccError> {
     if requested > current {
         return Err(MvccError::FutureRevision { requested, current });
     }
@@ -929,7 +701,7 @@ fn read_kv(snap: &ReadTxn, rev: Revision) -> Result<KeyValue, MvccError> {
 
 /// How many keys of a range need their values: all of them when filtering or sorting,
 /// `limit + 1` otherwise (to know whether there are more), none for a count.
-fn fetch_limit(req: &RangeRequest) -> usize {
+pub(super) fn fetch_limit(req: &RangeRequest) -> usize {
     if req.count_only {
         return 0;
     }
@@ -946,7 +718,7 @@ fn fetch_limit(req: &RangeRequest) -> usize {
 }
 
 /// Fetches values, then filters, sorts and limits as etcd's range does.
-fn finish_range(
+pub(super) fn finish_range(
     req: &RangeRequest,
     found: Vec<(Vec<u8>, Revision)>,
     count: i64,
@@ -1012,484 +784,4 @@ fn finish_range(
         }
     }
     Ok(RangeResponse { kvs, more, count })
-}
-
-/// One write transaction applying a batch of requests.
-struct Apply<'a, 'db> {
-    w: &'a mut WriteTxn<'db>,
-    idx: &'a Index,
-    opts: &'a MvccOptions,
-    /// Leases granted (`Some(ttl)`) or revoked (`None`) in this batch.
-    lease_overlay: BTreeMap<i64, Option<i64>>,
-    /// The revision of the last request applied so far.
-    main: i64,
-    compacted: i64,
-    /// Keys written in this batch: their latest value, or `None` once deleted.
-    overlay: BTreeMap<Vec<u8>, Option<KeyValue>>,
-    /// Index updates to make after the commit.
-    changes: Vec<Change>,
-    compact_to: Option<i64>,
-}
-
-impl Apply<'_, '_> {
-    fn request(
-        &mut self,
-        log_index: u64,
-        req: &WriteRequest,
-    ) -> Result<Applied<WriteResponse>, MvccError> {
-        let rev = self.main + 1;
-        let mut sub = 0;
-        let response = match req {
-            WriteRequest::Put(p) => {
-                self.check_put(p)?;
-                WriteResponse::Put(self.put(p, rev, &mut sub)?)
-            }
-            WriteRequest::DeleteRange(d) => {
-                if d.key.is_empty() {
-                    return Err(MvccError::EmptyKey);
-                }
-                WriteResponse::DeleteRange(self.delete(d, rev, &mut sub)?)
-            }
-            WriteRequest::Txn(t) => {
-                check_txn(t)?;
-                WriteResponse::Txn(self.txn(t, rev, &mut sub)?)
-            }
-            WriteRequest::Compact { revision } => {
-                let r = *revision;
-                if r <= self.compacted {
-                    return Err(MvccError::Compacted {
-                        requested: r,
-                        compacted: self.compacted,
-                    });
-                }
-                if r > self.main {
-                    return Err(MvccError::FutureRevision {
-                        requested: r,
-                        current: self.main,
-                    });
-                }
-                self.w
-                    .put(META_BUCKET, SCHEDULED_COMPACT, &r.to_be_bytes())
-                    .map_err(storage)?;
-                self.compacted = r;
-                self.compact_to = Some(r);
-                WriteResponse::Compact
-            }
-            WriteRequest::LeaseGrant { id, ttl } => self.lease_grant(log_index, *id, *ttl)?,
-            WriteRequest::LeaseRevoke { id } => {
-                self.lease_revoke(*id, rev, &mut sub)?;
-                WriteResponse::LeaseRevoke
-            }
-        };
-        if sub > 0 {
-            self.main = rev;
-        }
-        Ok(Applied {
-            response,
-            revision: self.main,
-        })
-    }
-
-    /// The latest value of `key` as this batch sees it.
-    fn latest(&mut self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
-        if let Some(v) = self.overlay.get(key) {
-            return Ok(v.clone());
-        }
-        let Some(at) = self
-            .idx
-            .keys
-            .get(key)
-            .and_then(|ki| ki.get(self.idx.current))
-        else {
-            return Ok(None);
-        };
-        let v = self
-            .w
-            .get(KEY_BUCKET, &at.modified.to_key(false))
-            .map_err(storage)?
-            .ok_or_else(|| storage(format!("revision {} missing from the tree", at.modified)))?;
-        KeyValue::decode(&v).map(Some).map_err(storage)
-    }
-
-    /// Keys live now (as this batch sees them) in the range, with their values.
-    fn live_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>, MvccError> {
-        let mut names: Vec<Vec<u8>> = self
-            .idx
-            .live_at(key, end, self.idx.current)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        names.extend(
-            self.overlay
-                .keys()
-                .filter(|k| in_range(k, key, end))
-                .cloned(),
-        );
-        names.sort();
-        names.dedup();
-        let mut out = Vec::new();
-        for k in names {
-            if let Some(kv) = self.latest(&k)? {
-                out.push(kv);
-            }
-        }
-        Ok(out)
-    }
-
-    fn check_put(&mut self, p: &PutRequest) -> Result<(), MvccError> {
-        if p.key.is_empty() {
-            return Err(MvccError::EmptyKey);
-        }
-        if p.ignore_value && !p.value.is_empty() {
-            return Err(MvccError::ValueProvided);
-        }
-        if p.ignore_lease && p.lease != 0 {
-            return Err(MvccError::LeaseProvided);
-        }
-        if (p.ignore_value || p.ignore_lease) && self.latest(&p.key)?.is_none() {
-            return Err(MvccError::KeyNotFound);
-        }
-        if p.lease != 0 && !self.lease_exists(p.lease) {
-            return Err(MvccError::LeaseNotFound);
-        }
-        Ok(())
-    }
-
-    fn lease_exists(&self, id: i64) -> bool {
-        match self.lease_overlay.get(&id) {
-            Some(granted) => granted.is_some(),
-            None => self.idx.leases.contains_key(&id),
-        }
-    }
-
-    fn lease_grant(
-        &mut self,
-        log_index: u64,
-        id: i64,
-        ttl: i64,
-    ) -> Result<WriteResponse, MvccError> {
-        if ttl > MAX_LEASE_TTL {
-            return Err(MvccError::LeaseTtlTooLarge);
-        }
-        let id = if id != 0 {
-            if self.lease_exists(id) {
-                return Err(MvccError::LeaseExists);
-            }
-            id
-        } else {
-            // Every member picks the same ID: the first free one from the log index on.
-            let mut id = (log_index as i64).max(1);
-            while self.lease_exists(id) {
-                id += 1;
-            }
-            id
-        };
-        let ttl = ttl.max(self.opts.lease_min_ttl);
-        self.w
-            .put(LEASE_BUCKET, &id.to_be_bytes(), &ttl.to_be_bytes())
-            .map_err(storage)?;
-        self.lease_overlay.insert(id, Some(ttl));
-        Ok(WriteResponse::LeaseGrant { id, ttl })
-    }
-
-    fn lease_revoke(&mut self, id: i64, main: i64, sub: &mut i64) -> Result<(), MvccError> {
-        if !self.lease_exists(id) {
-            return Err(MvccError::LeaseNotFound);
-        }
-        let mut candidates: Vec<Vec<u8>> = self
-            .idx
-            .leases
-            .get(&id)
-            .map(|l| l.keys.iter().cloned().collect())
-            .unwrap_or_default();
-        candidates.extend(self.overlay.keys().cloned());
-        candidates.sort();
-        candidates.dedup();
-        for key in candidates {
-            if let Some(kv) = self.latest(&key)?
-                && kv.lease == id
-            {
-                self.tombstone(kv, main, sub)?;
-            }
-        }
-        self.w
-            .delete(LEASE_BUCKET, &id.to_be_bytes())
-            .map_err(storage)?;
-        self.lease_overlay.insert(id, None);
-        Ok(())
-    }
-
-    /// Deletes the key of `kv` (its current value) at the next sub-revision of `main`.
-    fn tombstone(&mut self, kv: KeyValue, main: i64, sub: &mut i64) -> Result<(), MvccError> {
-        let rev = Revision::new(main, *sub);
-        *sub += 1;
-        let marker = KeyValue {
-            key: kv.key.clone(),
-            ..KeyValue::default()
-        };
-        self.write(marker, rev, true, Some(kv))
-    }
-
-    /// Writes one revision of a key whose value before it was `prev`.
-    fn write(
-        &mut self,
-        kv: KeyValue,
-        rev: Revision,
-        tombstone: bool,
-        prev: Option<KeyValue>,
-    ) -> Result<(), MvccError> {
-        self.w
-            .put(KEY_BUCKET, &rev.to_key(tombstone), &kv.encode())
-            .map_err(storage)?;
-        let event_kv = if tombstone {
-            KeyValue {
-                key: kv.key.clone(),
-                mod_revision: rev.main,
-                ..KeyValue::default()
-            }
-        } else {
-            kv.clone()
-        };
-        self.changes.push(Change {
-            key: kv.key.clone(),
-            rev,
-            tombstone,
-            lease: kv.lease,
-            old_lease: prev.as_ref().map_or(0, |p| p.lease),
-            kv: event_kv,
-            prev,
-        });
-        let key = kv.key.clone();
-        self.overlay.insert(key, (!tombstone).then_some(kv));
-        Ok(())
-    }
-
-    fn put(&mut self, p: &PutRequest, main: i64, sub: &mut i64) -> Result<PutResponse, MvccError> {
-        let prev = self.latest(&p.key)?;
-        let rev = Revision::new(main, *sub);
-        *sub += 1;
-        let kv = KeyValue {
-            key: p.key.clone(),
-            create_revision: prev.as_ref().map_or(main, |k| k.create_revision),
-            mod_revision: main,
-            version: prev.as_ref().map_or(1, |k| k.version + 1),
-            value: if p.ignore_value {
-                prev.as_ref().map(|k| k.value.clone()).unwrap_or_default()
-            } else {
-                p.value.clone()
-            },
-            lease: if p.ignore_lease {
-                prev.as_ref().map_or(0, |k| k.lease)
-            } else {
-                p.lease
-            },
-        };
-        self.write(kv, rev, false, prev.clone())?;
-        Ok(PutResponse {
-            prev_kv: if p.prev_kv { prev } else { None },
-        })
-    }
-
-    fn delete(
-        &mut self,
-        d: &DeleteRangeRequest,
-        main: i64,
-        sub: &mut i64,
-    ) -> Result<DeleteRangeResponse, MvccError> {
-        let victims = self.live_range(&d.key, &d.range_end)?;
-        let deleted = victims.len() as i64;
-        let mut prev_kvs = Vec::new();
-        for kv in victims {
-            self.tombstone(kv.clone(), main, sub)?;
-            if d.prev_kv {
-                prev_kvs.push(kv);
-            }
-        }
-        Ok(DeleteRangeResponse { deleted, prev_kvs })
-    }
-
-    fn compare(&mut self, c: &Compare) -> Result<bool, MvccError> {
-        let kvs = if c.range_end.is_empty() {
-            self.latest(&c.key)?.into_iter().collect()
-        } else {
-            self.live_range(&c.key, &c.range_end)?
-        };
-        if kvs.is_empty() {
-            // A missing key compares as zero, except on its value, which never matches.
-            if matches!(c.target, CompareTarget::Value(_)) {
-                return Ok(false);
-            }
-            return Ok(compare_kv(c, &KeyValue::default()));
-        }
-        Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
-    }
-
-    /// Evaluates every compare on the path a transaction will take, nested ones included,
-    /// against the state before the transaction writes anything (as etcd does), and checks
-    /// every operation on that path. Returns the branch taken by each transaction, in the
-    /// order they will run.
-    fn txn_path(&mut self, t: &TxnRequest, path: &mut Vec<bool>) -> Result<(), MvccError> {
-        let mut ok = true;
-        for c in &t.compare {
-            if !self.compare(c)? {
-                ok = false;
-                break;
-            }
-        }
-        path.push(ok);
-        let ops = if ok { &t.success } else { &t.failure };
-        self.check_ops(ops)?;
-        for op in ops {
-            if let RequestOp::Txn(inner) = op {
-                self.txn_path(inner, path)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn txn(&mut self, t: &TxnRequest, main: i64, sub: &mut i64) -> Result<TxnResponse, MvccError> {
-        let mut path = Vec::new();
-        self.txn_path(t, &mut path)?;
-        path.reverse();
-        self.run_txn(t, &mut path, main, sub)
-    }
-
-    fn run_txn(
-        &mut self,
-        t: &TxnRequest,
-        path: &mut Vec<bool>,
-        main: i64,
-        sub: &mut i64,
-    ) -> Result<TxnResponse, MvccError> {
-        let ok = path
-            .pop()
-            .ok_or_else(|| storage("transaction path bookkeeping"))?;
-        let ops = if ok { &t.success } else { &t.failure };
-        let mut responses = Vec::with_capacity(ops.len());
-        for op in ops {
-            responses.push(match op {
-                RequestOp::Range(r) => ResponseOp::Range(self.txn_range(r, main, *sub)?),
-                RequestOp::Put(p) => ResponseOp::Put(self.put(p, main, sub)?),
-                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete(d, main, sub)?),
-                RequestOp::Txn(inner) => ResponseOp::Txn(self.run_txn(inner, path, main, sub)?),
-            });
-        }
-        Ok(TxnResponse {
-            succeeded: ok,
-            responses,
-        })
-    }
-
-    fn check_ops(&mut self, ops: &[RequestOp]) -> Result<(), MvccError> {
-        for op in ops {
-            match op {
-                RequestOp::Put(p) => self.check_put(p)?,
-                RequestOp::DeleteRange(d) if d.key.is_empty() => return Err(MvccError::EmptyKey),
-                RequestOp::Range(r) if r.key.is_empty() => return Err(MvccError::EmptyKey),
-                RequestOp::Range(r) => {
-                    check_revision(r.revision, self.idx.current.max(self.main), self.compacted)?;
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// A range inside a transaction: at the latest revision it sees this transaction's own
-    /// earlier writes; at an older revision it reads history.
-    fn txn_range(
-        &mut self,
-        r: &RangeRequest,
-        main: i64,
-        sub: i64,
-    ) -> Result<RangeResponse, MvccError> {
-        let latest = if sub > 0 { main } else { self.main };
-        let rev = check_revision(r.revision, latest, self.compacted)?;
-        if rev == latest {
-            let kvs = self.live_range(&r.key, &r.range_end)?;
-            let count = kvs.len() as i64;
-            let found = kvs
-                .iter()
-                .map(|kv| (kv.key.clone(), Revision::default()))
-                .collect();
-            return finish_range(r, found, count, |i, _| {
-                kvs.get(i)
-                    .cloned()
-                    .ok_or_else(|| storage("range bookkeeping"))
-            });
-        }
-        let (found, count) = self
-            .idx
-            .live_at_first(&r.key, &r.range_end, rev, fetch_limit(r));
-        let w = &mut *self.w;
-        finish_range(r, found, count, |_, rev| {
-            let v = w
-                .get(KEY_BUCKET, &rev.to_key(false))
-                .map_err(storage)?
-                .ok_or_else(|| storage(format!("revision {rev} missing from the tree")))?;
-            KeyValue::decode(&v).map_err(storage)
-        })
-    }
-}
-
-fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
-    use std::cmp::Ordering;
-    let ord = match &c.target {
-        CompareTarget::Version(v) => kv.version.cmp(v),
-        CompareTarget::Create(v) => kv.create_revision.cmp(v),
-        CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
-        CompareTarget::Lease(v) => kv.lease.cmp(v),
-        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
-    };
-    match c.result {
-        CompareResult::Equal => ord == Ordering::Equal,
-        CompareResult::NotEqual => ord != Ordering::Equal,
-        CompareResult::Greater => ord == Ordering::Greater,
-        CompareResult::Less => ord == Ordering::Less,
-    }
-}
-
-/// etcd's duplicate-key rule: within what one branch may write (nested transactions
-/// included, either of their branches), no key is put twice and no put key is also deleted.
-fn check_txn(t: &TxnRequest) -> Result<(), MvccError> {
-    intervals(&t.success)?;
-    intervals(&t.failure)?;
-    Ok(())
-}
-
-type Intervals = (Vec<(Vec<u8>, Vec<u8>)>, HashSet<Vec<u8>>);
-
-fn intervals(ops: &[RequestOp]) -> Result<Intervals, MvccError> {
-    let mut dels: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut puts: HashSet<Vec<u8>> = HashSet::new();
-    for op in ops {
-        match op {
-            RequestOp::Put(p) => {
-                if !puts.insert(p.key.clone()) {
-                    return Err(MvccError::DuplicateKey);
-                }
-            }
-            RequestOp::DeleteRange(d) => dels.push((d.key.clone(), d.range_end.clone())),
-            RequestOp::Txn(inner) => {
-                let (sd, sp) = intervals(&inner.success)?;
-                let (fd, fp) = intervals(&inner.failure)?;
-                for k in sp.union(&fp) {
-                    if puts.contains(k) {
-                        return Err(MvccError::DuplicateKey);
-                    }
-                }
-                puts.extend(sp);
-                puts.extend(fp);
-                dels.extend(sd);
-                dels.extend(fd);
-            }
-            RequestOp::Range(_) => {}
-        }
-    }
-    for k in &puts {
-        if dels.iter().any(|(key, end)| in_range(k, key, end)) {
-            return Err(MvccError::DuplicateKey);
-        }
-    }
-    Ok((dels, puts))
 }

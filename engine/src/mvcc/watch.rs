@@ -23,8 +23,16 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_cha
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::ops::Bound;
+
+use crate::btree::ReadTxn;
 use crate::mvcc::kv::KeyValue;
 use crate::mvcc::ops::MvccError;
+use crate::mvcc::revision::Revision;
+use crate::mvcc::store::{Change, Index, KEY_BUCKET, MvccStore, storage};
+
+/// Revisions a catch-up reads from the tree per step.
+const CATCH_UP_REVISIONS: i64 = 1000;
 
 /// Messages a watcher's queue holds (each is one revision's events).
 pub const WATCH_QUEUE_MESSAGES: usize = 64;
@@ -206,4 +214,235 @@ pub(crate) type HubLock = Mutex<Hub>;
 
 pub(crate) fn channel() -> (SyncSender<WatchMessage>, Receiver<WatchMessage>) {
     sync_channel(WATCH_QUEUE_MESSAGES)
+}
+
+// The store's side of watching: registering watchers, catching them up from the tree, and
+// the events a change makes. The applier's side is `Hub::notify`.
+impl MvccStore {
+    pub(crate) fn lock_hub(&self) -> Result<std::sync::MutexGuard<'_, Hub>, MvccError> {
+        self.hub
+            .lock()
+            .map_err(|_| storage("watch hub lock poisoned"))
+    }
+
+    /// Starts a watch. Events from `start_revision` on (0: from the next revision) arrive in
+    /// revision order, one message per revision, each exactly once; a start revision below
+    /// the compaction revision gets [`WatchMessage::Compacted`] and the watch ends.
+    pub fn watch(self: &Arc<Self>, req: WatchRequest) -> Result<Watcher, MvccError> {
+        let current = self.revision()?;
+        let (tx, rx) = channel();
+        let next = if req.start_revision <= 0 {
+            current + 1
+        } else {
+            req.start_revision
+        };
+        let id = {
+            let mut hub = self.lock_hub()?;
+            let id = hub.next_id;
+            hub.next_id += 1;
+            hub.watchers.insert(
+                id,
+                WatcherState {
+                    req,
+                    tx,
+                    next,
+                    synced: false,
+                    progress: false,
+                },
+            );
+            id
+        };
+        self.catch_up(id)?;
+        Ok(Watcher {
+            id,
+            rx,
+            store: self.clone(),
+        })
+    }
+
+    pub(crate) fn cancel_watch(&self, id: u64) {
+        if let Ok(mut hub) = self.hub.lock() {
+            hub.watchers.remove(&id);
+        }
+    }
+
+    pub(crate) fn request_progress(&self, id: u64) -> Result<(), MvccError> {
+        let mut hub = self.lock_hub()?;
+        let current = self.revision()?;
+        if let Some(w) = hub.watchers.get_mut(&id) {
+            // Sent now if the watcher has everything up to `current` and room for it; otherwise
+            // once it has caught up and its queue has drained.
+            if !w.synced
+                || w.tx
+                    .try_send(WatchMessage::Progress { revision: current })
+                    .is_err()
+            {
+                w.progress = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a progress notification to every watcher that has everything up to the current
+    /// revision (etcd's periodic progress notify).
+    pub fn progress_all(&self) -> Result<(), MvccError> {
+        let mut hub = self.lock_hub()?;
+        let current = self.revision()?;
+        for w in hub.watchers.values_mut().filter(|w| w.synced) {
+            let _ = w.tx.try_send(WatchMessage::Progress { revision: current });
+        }
+        Ok(())
+    }
+
+    /// Brings an unsynced watcher forward from the tree until its queue is full or it has
+    /// reached the current revision (then it is synced).
+    pub(crate) fn catch_up(&self, id: u64) -> Result<(), MvccError> {
+        loop {
+            let (req, next) = {
+                let mut hub = self.lock_hub()?;
+                match hub.watchers.get_mut(&id) {
+                    Some(w) if !w.synced => (w.req.clone(), w.next),
+                    Some(w) => {
+                        // A progress notice that found the queue full is sent once it drains.
+                        if w.progress {
+                            let revision = self.revision()?;
+                            if w.tx.try_send(WatchMessage::Progress { revision }).is_ok() {
+                                w.progress = false;
+                            }
+                        }
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                }
+            };
+            let (batch, upper, compacted) = {
+                let idx = self.read_index()?;
+                if next < idx.compacted {
+                    (Vec::new(), next - 1, Some(idx.compacted))
+                } else {
+                    let upper = idx.current.min(next.saturating_add(CATCH_UP_REVISIONS - 1));
+                    let snap = self.db.begin_read().map_err(storage)?;
+                    (history(&idx, &snap, &req, next, upper)?, upper, None)
+                }
+            };
+            let mut hub = self.lock_hub()?;
+            let Some(w) = hub.watchers.get_mut(&id) else {
+                return Ok(());
+            };
+            if w.synced || w.next != next {
+                continue;
+            }
+            if let Some(compact_revision) = compacted {
+                // Cancelled once the queue takes the notice; until then it stays behind.
+                if w.tx
+                    .try_send(WatchMessage::Compacted { compact_revision })
+                    .is_ok()
+                {
+                    hub.watchers.remove(&id);
+                }
+                return Ok(());
+            }
+            for (revision, events) in batch {
+                match w.tx.try_send(WatchMessage::Events { revision, events }) {
+                    Ok(()) => w.next = revision + 1,
+                    Err(TrySendError::Full(_)) => return Ok(()),
+                    Err(TrySendError::Disconnected(_)) => {
+                        hub.watchers.remove(&id);
+                        return Ok(());
+                    }
+                }
+            }
+            // A start in the future stays where it is.
+            w.next = w.next.max(upper + 1);
+            let current = self.revision()?;
+            if w.next > current {
+                w.synced = true;
+                if w.progress
+                    && w.tx
+                        .try_send(WatchMessage::Progress { revision: current })
+                        .is_ok()
+                {
+                    w.progress = false;
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The event a change makes.
+pub(crate) fn to_event(c: &Change) -> Event {
+    Event {
+        kind: if c.tombstone {
+            EventKind::Delete
+        } else {
+            EventKind::Put
+        },
+        kv: c.kv.clone(),
+        prev_kv: c.prev.clone(),
+    }
+}
+
+/// Revisions `[from, upper]` of the tree as `req` wants them, one entry per revision with
+/// matching events. Runs under the index lock (for previous values), on a snapshot taken
+/// under it.
+fn history(
+    idx: &Index,
+    snap: &ReadTxn,
+    req: &WatchRequest,
+    from: i64,
+    upper: i64,
+) -> Result<Vec<(i64, Vec<Event>)>, MvccError> {
+    let start = Revision::main_start_key(from);
+    let end = Revision::main_start_key(upper.saturating_add(1));
+    let probe = WatcherState {
+        req: req.clone(),
+        tx: channel().0,
+        next: 0,
+        synced: false,
+        progress: false,
+    };
+    let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
+    for item in snap
+        .range(KEY_BUCKET, Bound::Included(&start), Bound::Excluded(&end))
+        .map_err(storage)?
+    {
+        let (k, v) = item.map_err(storage)?;
+        let (rev, tombstone) = Revision::from_key(&k).map_err(storage)?;
+        let stored = KeyValue::decode(&v).map_err(storage)?;
+        let kv = if tombstone {
+            KeyValue {
+                key: stored.key,
+                mod_revision: rev.main,
+                ..KeyValue::default()
+            }
+        } else {
+            stored
+        };
+        let mut e = Event {
+            kind: if tombstone {
+                EventKind::Delete
+            } else {
+                EventKind::Put
+            },
+            kv,
+            prev_kv: None,
+        };
+        if !probe.matches(&e) {
+            continue;
+        }
+        if req.prev_kv
+            && let Some(at) = idx.keys.get(&e.kv.key).and_then(|ki| ki.get(rev.main - 1))
+            && let Some(v) = snap
+                .get(KEY_BUCKET, &at.modified.to_key(false))
+                .map_err(storage)?
+        {
+            e.prev_kv = Some(KeyValue::decode(&v).map_err(storage)?);
+        }
+        match out.last_mut() {
+            Some((r, events)) if *r == rev.main => events.push(e),
+            _ => out.push((rev.main, vec![e])),
+        }
+    }
+    Ok(out)
 }
