@@ -24,8 +24,12 @@ struct Model {
 
 impl Model {
     fn new() -> Self {
-        let mut m = Model::default();
-        m.states.insert(0, State::new());
+        // etcd's empty store is at revision 1 (the first write is revision 2).
+        let mut m = Model {
+            rev: 1,
+            ..Model::default()
+        };
+        m.states.insert(1, State::new());
         m
     }
     fn cur(&self) -> State {
@@ -410,7 +414,7 @@ fn errors_are_etcds() {
         .apply(&[
             (1, put("a", "1")),
             (2, put("a", "2")),
-            (3, WriteRequest::Compact { revision: 1 }),
+            (3, WriteRequest::Compact { revision: 2 }),
         ])
         .unwrap();
     assert!(out.iter().all(Result::is_ok));
@@ -421,10 +425,10 @@ fn errors_are_etcds() {
             ..RangeRequest::default()
         })
         .unwrap();
-    assert_eq!(e.revision, 2);
+    assert_eq!(e.revision, 3);
     let old = s.range(&RangeRequest {
         key: b"a".to_vec(),
-        revision: 1,
+        revision: 2,
         ..RangeRequest::default()
     });
     assert_eq!(
@@ -433,7 +437,7 @@ fn errors_are_etcds() {
         "the compaction revision itself stays readable"
     );
     let e = s
-        .apply(&[(4, WriteRequest::Compact { revision: 1 })])
+        .apply(&[(4, WriteRequest::Compact { revision: 2 })])
         .unwrap()
         .remove(0)
         .unwrap_err();
@@ -478,7 +482,7 @@ fn errors_are_etcds() {
         e.to_string(),
         "etcdserver: duplicate key given in txn request"
     );
-    assert_eq!(s.revision().unwrap(), 2, "refused requests change nothing");
+    assert_eq!(s.revision().unwrap(), 3, "refused requests change nothing");
 }
 
 #[test]
@@ -522,7 +526,7 @@ fn range_options_sort_filter_and_count_like_etcd() {
         ["c", "a", "b", "d"],
         "a target other than the key sorts ascending"
     );
-    let r = all(|r| r.min_mod_revision = 4);
+    let r = all(|r| r.min_mod_revision = 5);
     assert_eq!(
         (keys(&r), r.count),
         (vec!["a".to_string(), "d".to_string()], 4),
@@ -568,7 +572,7 @@ fn leases_attach_keys_expire_by_the_callers_clock_and_revoke_in_one_revision() {
     );
     assert_eq!(
         s.revision().unwrap(),
-        0,
+        1,
         "granting leases does not change the key space"
     );
     let leased = |key: &str, lease| {
@@ -823,7 +827,7 @@ fn nested_transactions_compare_before_anything_is_written() {
         .unwrap()
         .remove(0)
         .unwrap();
-    assert_eq!(out.revision, 1, "one transaction, one revision");
+    assert_eq!(out.revision, 2, "one transaction, one revision");
     let r = s
         .range(&RangeRequest {
             key: b"j".to_vec(),
@@ -839,7 +843,7 @@ fn nested_transactions_compare_before_anything_is_written() {
             r.response.kvs[0].mod_revision,
             r.response.kvs[0].create_revision
         ),
-        (1, 1)
+        (2, 2)
     );
     // A put in the nested branch that the outer branch also puts is a duplicate, in either
     // nested branch.

@@ -104,9 +104,9 @@ fn live_events_with_prev_kv_and_filters() {
     assert_eq!(
         flat(&msgs),
         vec![
-            (2, "a".into(), Some("1".into())),
-            (3, "b".into(), Some("2".into())),
-            (5, "a".into(), None)
+            (3, "a".into(), Some("1".into())),
+            (4, "b".into(), Some("2".into())),
+            (6, "a".into(), None)
         ]
     );
     let WatchMessage::Events { events, .. } = &msgs[0] else {
@@ -121,9 +121,9 @@ fn live_events_with_prev_kv_and_filters() {
         b"1".to_vec(),
         "a delete carries the deleted value"
     );
-    assert_eq!(flat(&drain(&no_put)), vec![(5, "a".into(), None)]);
+    assert_eq!(flat(&drain(&no_put)), vec![(6, "a".into(), None)]);
     all.request_progress().unwrap();
-    assert_eq!(drain(&all), vec![WatchMessage::Progress { revision: 5 }]);
+    assert_eq!(drain(&all), vec![WatchMessage::Progress { revision: 6 }]);
 }
 
 #[test]
@@ -157,8 +157,8 @@ fn a_transaction_is_one_message() {
     assert_eq!(
         flat(&msgs),
         vec![
-            (1, "x".into(), Some("1".into())),
-            (1, "y".into(), Some("2".into()))
+            (2, "x".into(), Some("1".into())),
+            (2, "y".into(), Some("2".into()))
         ]
     );
 }
@@ -192,7 +192,8 @@ fn compacted_start_is_refused_with_the_compact_revision() {
         .unwrap();
     assert_eq!(
         flat(&drain(&w)).iter().map(|e| e.0).collect::<Vec<_>>(),
-        vec![4, 5, 6]
+        vec![4, 5, 6, 7],
+        "puts made revisions 2..=7"
     );
 }
 
@@ -305,10 +306,12 @@ fn a_watcher_that_falls_behind_its_queue_catches_up_from_the_tree() {
     w.request_progress().unwrap();
     let msgs = drain(&w);
     let revs: Vec<i64> = flat(&msgs).iter().map(|e| e.0).collect();
-    assert_eq!(revs, (1..=n as i64).collect::<Vec<_>>());
+    assert_eq!(revs, (2..=n as i64 + 1).collect::<Vec<_>>());
     assert_eq!(
         msgs.last(),
-        Some(&WatchMessage::Progress { revision: n as i64 })
+        Some(&WatchMessage::Progress {
+            revision: n as i64 + 1
+        })
     );
     // prev_kv from history matches the live one.
     let WatchMessage::Events { events, .. } = &msgs[100] else {
@@ -319,6 +322,6 @@ fn a_watcher_that_falls_behind_its_queue_catches_up_from_the_tree() {
     s.apply(&[(n + 1, put("k", "last"))]).unwrap();
     assert_eq!(
         flat(&drain(&w)),
-        vec![(n as i64 + 1, "k".into(), Some("last".into()))]
+        vec![(n as i64 + 2, "k".into(), Some("last".into()))]
     );
 }

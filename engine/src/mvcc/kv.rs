@@ -7,6 +7,7 @@
 
 /// A key's value at one revision.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeyValue {
     /// The key.
     pub key: Vec<u8>,

@@ -14,5 +14,7 @@ pub use key_index::{Generation, KeyAt, KeyIndex};
 pub use kv::KeyValue;
 pub use ops::*;
 pub use revision::{REVISION_KEY_BYTES, Revision, TOMBSTONE_KEY_BYTES};
-pub use store::{MvccOptions, MvccStore};
-pub use watch::{Event, EventKind, WATCH_QUEUE_MESSAGES, WatchMessage, WatchRequest, Watcher};
+pub use store::{META_BUCKET, MvccOptions, MvccStore};
+pub use watch::{
+    Event, EventKind, WATCH_QUEUE_MESSAGES, Waker, WatchMessage, WatchRequest, Watcher,
+};

@@ -5,6 +5,7 @@ use crate::mvcc::kv::KeyValue;
 
 /// How a range is sorted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SortOrder {
     /// Key order (unless a sort target other than the key is given, which implies ascending).
     #[default]
@@ -17,6 +18,7 @@ pub enum SortOrder {
 
 /// What a range is sorted by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SortTarget {
     /// The key.
     #[default]
@@ -33,6 +35,7 @@ pub enum SortTarget {
 
 /// etcd's `RangeRequest`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RangeRequest {
     /// The key, or the start of the range.
     pub key: Vec<u8>,
@@ -62,6 +65,7 @@ pub struct RangeRequest {
 
 /// etcd's `RangeResponse` (without the header).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RangeResponse {
     /// The keys, after filters, sort and limit.
     pub kvs: Vec<KeyValue>,
@@ -73,6 +77,7 @@ pub struct RangeResponse {
 
 /// etcd's `PutRequest`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PutRequest {
     /// The key.
     pub key: Vec<u8>,
@@ -90,6 +95,7 @@ pub struct PutRequest {
 
 /// etcd's `PutResponse` (without the header).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PutResponse {
     /// The previous key-value, if asked for and the key existed.
     pub prev_kv: Option<KeyValue>,
@@ -97,6 +103,7 @@ pub struct PutResponse {
 
 /// etcd's `DeleteRangeRequest`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DeleteRangeRequest {
     /// The key, or the start of the range.
     pub key: Vec<u8>,
@@ -108,6 +115,7 @@ pub struct DeleteRangeRequest {
 
 /// etcd's `DeleteRangeResponse` (without the header).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DeleteRangeResponse {
     /// How many keys were deleted.
     pub deleted: i64,
@@ -117,6 +125,7 @@ pub struct DeleteRangeResponse {
 
 /// What a compare looks at.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CompareTarget {
     /// The version (0 for a missing key).
     Version(i64),
@@ -132,6 +141,7 @@ pub enum CompareTarget {
 
 /// How a compare compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CompareResult {
     /// `==`.
     Equal,
@@ -145,6 +155,7 @@ pub enum CompareResult {
 
 /// etcd's `Compare`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Compare {
     /// How.
     pub result: CompareResult,
@@ -158,6 +169,7 @@ pub struct Compare {
 
 /// One operation of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RequestOp {
     /// A range.
     Range(RangeRequest),
@@ -171,6 +183,7 @@ pub enum RequestOp {
 
 /// The result of one operation of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ResponseOp {
     /// A range's result.
     Range(RangeResponse),
@@ -184,6 +197,7 @@ pub enum ResponseOp {
 
 /// etcd's `TxnRequest`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TxnRequest {
     /// All must hold for `success` to run; otherwise `failure` runs.
     pub compare: Vec<Compare>,
@@ -195,6 +209,7 @@ pub struct TxnRequest {
 
 /// etcd's `TxnResponse` (without the header).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TxnResponse {
     /// Whether the compares held.
     pub succeeded: bool,
@@ -204,6 +219,7 @@ pub struct TxnResponse {
 
 /// A request that changes the store, as applied from the raft log.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum WriteRequest {
     /// A put.
     Put(PutRequest),
@@ -232,6 +248,7 @@ pub enum WriteRequest {
 
 /// The result of an applied request.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum WriteResponse {
     /// A put's result.
     Put(PutResponse),
@@ -254,6 +271,7 @@ pub enum WriteResponse {
 
 /// What `LeaseTimeToLive` reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LeaseInfo {
     /// The lease ID.
     pub id: i64,
@@ -267,6 +285,7 @@ pub struct LeaseInfo {
 
 /// A response and the store revision after the request (the header's `revision`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Applied<T> {
     /// The response.
     pub response: T,
@@ -276,6 +295,7 @@ pub struct Applied<T> {
 
 /// Errors the MVCC store answers requests with. The messages are etcd's: clients match on them.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum MvccError {
     /// The revision asked for is at or below the last compaction.
     #[error("mvcc: required revision has been compacted")]

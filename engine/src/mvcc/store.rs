@@ -29,7 +29,8 @@ use crate::mvcc::revision::Revision;
 use crate::mvcc::watch::{Event, Hub, HubLock, to_event};
 
 pub(super) const KEY_BUCKET: &[u8] = b"key";
-pub(super) const META_BUCKET: &[u8] = b"meta";
+/// The bucket holding the store's own records (applied index, compaction revisions, raft meta).
+pub const META_BUCKET: &[u8] = b"meta";
 const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 pub(super) const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
@@ -215,7 +216,8 @@ impl MvccStore {
             lease: i64,
         }
         let mut recs: Vec<Rec> = Vec::new();
-        let mut current = 0;
+        // etcd starts an empty store at revision 1: the first write is revision 2.
+        let mut current = 1;
         for item in r
             .range(KEY_BUCKET, Bound::Unbounded, Bound::Unbounded)
             .map_err(storage)?
@@ -321,6 +323,15 @@ impl MvccStore {
         Ok(self.read_index()?.applied)
     }
 
+    /// A value of the `meta` bucket as last committed (e.g. one written by
+    /// [`apply_with_meta`](Self::apply_with_meta)).
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MvccError> {
+        let r = self.db.begin_read().map_err(storage)?;
+        Ok(r.get(META_BUCKET, key)
+            .map_err(storage)?
+            .map(|v| v.to_vec()))
+    }
+
     /// The underlying database.
     pub fn db(&self) -> &Db {
         &self.db
@@ -354,15 +365,38 @@ impl MvccStore {
         &self,
         entries: &[(u64, WriteRequest)],
     ) -> Result<Vec<Result<Applied<WriteResponse>, MvccError>>, MvccError> {
+        let Some(last_index) = entries.iter().map(|(i, _)| *i).max() else {
+            return Ok(Vec::new());
+        };
+        self.apply_with_meta(last_index, entries, &[])
+    }
+
+    /// [`apply`](Self::apply), recording `last_index` as the applied index even where no
+    /// request carries it (raft's blank and membership entries), and writing `meta` (key,
+    /// value pairs for the `meta` bucket, e.g. raft's last applied log id and membership; keys
+    /// must start with `raft_`) in the same commit. Nothing is written when `last_index` is at
+    /// or below the applied index. Returns one result per request past the applied index.
+    pub fn apply_with_meta(
+        &self,
+        last_index: u64,
+        entries: &[(u64, WriteRequest)],
+        meta: &[(&[u8], &[u8])],
+    ) -> Result<Vec<Result<Applied<WriteResponse>, MvccError>>, MvccError> {
+        if let Some((k, _)) = meta.iter().find(|(k, _)| !k.starts_with(b"raft_")) {
+            return Err(storage(format!(
+                "meta key {:?} does not start with raft_",
+                String::from_utf8_lossy(k)
+            )));
+        }
         let (applied, current, compacted) = {
             let idx = self.read_index()?;
             (idx.applied, idx.current, idx.compacted)
         };
+        if last_index <= applied {
+            return Ok(Vec::new());
+        }
         let todo: Vec<&(u64, WriteRequest)> =
             entries.iter().filter(|(i, _)| *i > applied).collect();
-        let Some(last_index) = todo.last().map(|(i, _)| *i) else {
-            return Ok(Vec::new());
-        };
         let mut w = self.db.begin_write().map_err(storage)?;
         let idx = self.read_index()?;
         let mut ctx = Apply {
@@ -386,6 +420,9 @@ impl MvccStore {
         drop(idx);
         w.put(META_BUCKET, CONSISTENT_INDEX, &last_index.to_be_bytes())
             .map_err(storage)?;
+        for (k, v) in meta {
+            w.put(META_BUCKET, k, v).map_err(storage)?;
+        }
         w.commit(Durability::Fast).map_err(storage)?;
         {
             let mut idx = self.write_index()?;

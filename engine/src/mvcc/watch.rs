@@ -103,6 +103,21 @@ pub(crate) struct WatcherState {
     pub synced: bool,
     /// A progress notification was asked for while the watcher was behind.
     pub progress: bool,
+    /// Called after the applier or a progress notice put a message in the queue.
+    pub waker: Option<Waker>,
+}
+
+/// Wakes a watcher's reader (see [`MvccStore::watch_with_waker`]).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+impl WatcherState {
+    fn send(&self, m: WatchMessage) -> Result<(), TrySendError<WatchMessage>> {
+        self.tx.try_send(m)?;
+        if let Some(w) = &self.waker {
+            w();
+        }
+        Ok(())
+    }
 }
 
 impl WatcherState {
@@ -156,7 +171,7 @@ impl Hub {
                 w.next = revision + 1;
                 continue;
             }
-            match w.tx.try_send(WatchMessage::Events {
+            match w.send(WatchMessage::Events {
                 revision,
                 events: selected,
             }) {
@@ -197,6 +212,19 @@ impl Watcher {
         Ok(self.rx.recv_timeout(timeout).ok())
     }
 
+    /// The next message if one is ready, without waiting. A watcher behind the store catches
+    /// up from the tree here, as its queue drains. `None` also once the watch has ended
+    /// (after [`WatchMessage::Compacted`]).
+    pub fn try_recv(&self) -> Result<Option<WatchMessage>, MvccError> {
+        match self.rx.try_recv() {
+            Ok(m) => return Ok(Some(m)),
+            Err(TryRecvError::Disconnected) => return Ok(None),
+            Err(TryRecvError::Empty) => {}
+        }
+        self.store.catch_up(self.id)?;
+        Ok(self.rx.try_recv().ok())
+    }
+
     /// Asks for a progress notification: sent at once if the watcher has every revision up
     /// to the current one, otherwise once it has caught up (etcd's WatchProgressRequest).
     pub fn request_progress(&self) -> Result<(), MvccError> {
@@ -229,6 +257,18 @@ impl MvccStore {
     /// revision order, one message per revision, each exactly once; a start revision below
     /// the compaction revision gets [`WatchMessage::Compacted`] and the watch ends.
     pub fn watch(self: &Arc<Self>, req: WatchRequest) -> Result<Watcher, MvccError> {
+        self.watch_with_waker(req, None)
+    }
+
+    /// [`watch`](Self::watch), calling `waker` whenever a message is queued for the watcher
+    /// by someone else (the applier, a progress notice), so an async reader can sleep until
+    /// then and drain with [`Watcher::try_recv`]. The waker runs under the hub lock: it must
+    /// only signal (e.g. `tokio::sync::Notify::notify_one`).
+    pub fn watch_with_waker(
+        self: &Arc<Self>,
+        req: WatchRequest,
+        waker: Option<Waker>,
+    ) -> Result<Watcher, MvccError> {
         let current = self.revision()?;
         let (tx, rx) = channel();
         let next = if req.start_revision <= 0 {
@@ -248,6 +288,7 @@ impl MvccStore {
                     next,
                     synced: false,
                     progress: false,
+                    waker,
                 },
             );
             id
@@ -273,8 +314,7 @@ impl MvccStore {
             // Sent now if the watcher has everything up to `current` and room for it; otherwise
             // once it has caught up and its queue has drained.
             if !w.synced
-                || w.tx
-                    .try_send(WatchMessage::Progress { revision: current })
+                || w.send(WatchMessage::Progress { revision: current })
                     .is_err()
             {
                 w.progress = true;
@@ -289,7 +329,7 @@ impl MvccStore {
         let mut hub = self.lock_hub()?;
         let current = self.revision()?;
         for w in hub.watchers.values_mut().filter(|w| w.synced) {
-            let _ = w.tx.try_send(WatchMessage::Progress { revision: current });
+            let _ = w.send(WatchMessage::Progress { revision: current });
         }
         Ok(())
     }
@@ -401,6 +441,7 @@ fn history(
         next: 0,
         synced: false,
         progress: false,
+        waker: None,
     };
     let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
     for item in snap
