@@ -1,0 +1,172 @@
+//! The `strata` command line: etcd's flag names, defaults and meanings for one member.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// etcd-compatible key-value store. Flags are etcd's.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "strata", disable_version_flag = true)]
+pub struct Config {
+    /// Human-readable name for this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default: `${name}.strata`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// List of URLs to listen on for client traffic (comma-separated).
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub listen_client_urls: String,
+    /// List of this member's client URLs to advertise to the public (comma-separated).
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub advertise_client_urls: String,
+    /// List of URLs to listen on for peer traffic (accepted; a one-member cluster has no
+    /// peer traffic yet).
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster.
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping (`name=peerURL,...`).
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state (`new` or `existing`).
+    #[arg(long, default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token for the cluster during bootstrap.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, default_value_t = 1536 * 1024)]
+    pub max_request_bytes: usize,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// Duration of periodic watch progress notifications (e.g. `10m`, `5s`).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub watch_progress_notify_interval: Duration,
+    /// Log level: debug, info, warn, error, panic, or fatal.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Print the version and exit.
+    #[arg(long)]
+    pub version: bool,
+}
+
+impl Config {
+    /// The data directory: `--data-dir`, or `${name}.strata` as etcd's `${name}.etcd`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.strata", self.name)))
+    }
+
+    /// The tracing filter for `--log-level`.
+    pub fn log_filter(&self) -> Result<&'static str, String> {
+        Ok(match self.log_level.as_str() {
+            "debug" => "debug,openraft=info,h2=info,tower=info,hyper=info",
+            "info" => "info,openraft=warn",
+            "warn" => "warn",
+            "error" | "panic" | "fatal" => "error",
+            other => {
+                return Err(format!(
+                    "invalid value {other:?} for --log-level (debug, info, warn, error, panic, fatal)"
+                ));
+            }
+        })
+    }
+}
+
+/// Splits a comma-separated URL list.
+pub fn url_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The address to listen on for an `http://host:port` URL (`localhost` is 127.0.0.1, as
+/// etcd binds it).
+pub fn listen_addr(url: &str) -> Result<SocketAddr, String> {
+    let rest = if let Some(r) = url.strip_prefix("http://") {
+        r
+    } else if url.starts_with("https://") || url.starts_with("unixs://") {
+        return Err(format!(
+            "{url}: TLS listeners are not supported yet (client TLS comes with the production issue)"
+        ));
+    } else {
+        return Err(format!("{url}: URL scheme must be http"));
+    };
+    let hostport = rest.trim_end_matches('/');
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{url}: missing port in address"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{url}: invalid port {port:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = match host {
+        "localhost" | "" => std::net::IpAddr::from([127, 0, 0, 1]),
+        h => h
+            .parse()
+            .map_err(|_| format!("{url}: listen host must be an IP address or localhost"))?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Parses etcd-style durations: `500ms`, `5s`, `10m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("invalid duration {s:?} (use ms, s, m or h)")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_etcds() {
+        let c = Config::parse_from(["strata"]);
+        assert_eq!(c.data_dir(), PathBuf::from("default.strata"));
+        assert_eq!(
+            listen_addr(&c.listen_client_urls),
+            Ok("127.0.0.1:2379".parse().unwrap_or_else(|_| unreachable!()))
+        );
+        assert_eq!(c.initial_cluster_token, "etcd-cluster");
+        assert_eq!(c.max_txn_ops, 128);
+    }
+
+    #[test]
+    fn urls_and_durations() {
+        assert_eq!(
+            url_list("http://127.0.0.1:1, http://127.0.0.1:2"),
+            vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]
+        );
+        assert!(listen_addr("https://127.0.0.1:2379").is_err());
+        assert!(listen_addr("http://127.0.0.1").is_err());
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! The KV service: Range, Put, DeleteRange, Txn, Compact.
+//!
+//! Writes go through raft ([`RaftNode::write`](strata_raftnode::RaftNode::write)); a range
+//! is linearizable unless `serializable` is set: it waits for a ReadIndex round shared with
+//! every other read waiting at that moment, then reads the local store.
+
+use prost::Message;
+use strata_engine::mvcc::{WriteRequest, WriteResponse};
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::errors::{REQUEST_TOO_LARGE, mvcc_status, node_status};
+use crate::proto::etcdserverpb as pb;
+use crate::{Ctx, check};
+
+/// The KV service.
+pub struct Kv {
+    pub(crate) ctx: Ctx,
+}
+
+impl Ctx {
+    /// Refuses requests larger than `--max-request-bytes`, as etcd does before proposing.
+    pub(crate) fn check_size(&self, req: &impl Message) -> Result<(), Status> {
+        if req.encoded_len() > self.limits.max_request_bytes {
+            return Err(REQUEST_TOO_LARGE.status());
+        }
+        Ok(())
+    }
+
+    /// Proposes a write and waits for its result.
+    pub(crate) async fn write(
+        &self,
+        req: WriteRequest,
+    ) -> Result<(WriteResponse, pb::ResponseHeader), Status> {
+        let a = self.node.write(req).await.map_err(|e| node_status(&e))?;
+        Ok((a.response, self.header(a.revision)))
+    }
+}
+
+fn unexpected(what: &str) -> Status {
+    Status::internal(format!("etcdserver: unexpected response to {what}"))
+}
+
+#[tonic::async_trait]
+impl pb::kv_server::Kv for Kv {
+    async fn range(
+        &self,
+        request: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        self.ctx.check_leader(&request)?;
+        let r = request.into_inner();
+        check::range(&r)?;
+        let req = convert::range_request(&r)?;
+        if !r.serializable {
+            self.ctx
+                .node
+                .read_barrier()
+                .await
+                .map_err(|e| node_status(&e))?;
+        }
+        let store = self.ctx.node.store();
+        let a = tokio::task::block_in_place(|| store.range(&req)).map_err(|e| mvcc_status(&e))?;
+        Ok(Response::new(pb::RangeResponse {
+            header: Some(self.ctx.header(a.revision)),
+            ..convert::range_response(a.response)
+        }))
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        self.ctx.check_leader(&request)?;
+        let r = request.into_inner();
+        check::put(&r)?;
+        self.ctx.check_size(&r)?;
+        match self
+            .ctx
+            .write(WriteRequest::Put(convert::put_request(r)))
+            .await?
+        {
+            (WriteResponse::Put(p), header) => Ok(Response::new(pb::PutResponse {
+                header: Some(header),
+                ..convert::put_response(p)
+            })),
+            _ => Err(unexpected("put")),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        self.ctx.check_leader(&request)?;
+        let r = request.into_inner();
+        check::delete(&r)?;
+        self.ctx.check_size(&r)?;
+        match self
+            .ctx
+            .write(WriteRequest::DeleteRange(convert::delete_request(r)))
+            .await?
+        {
+            (WriteResponse::DeleteRange(d), header) => Ok(Response::new(pb::DeleteRangeResponse {
+                header: Some(header),
+                ..convert::delete_response(d)
+            })),
+            _ => Err(unexpected("delete")),
+        }
+    }
+
+    async fn txn(
+        &self,
+        request: Request<pb::TxnRequest>,
+    ) -> Result<Response<pb::TxnResponse>, Status> {
+        self.ctx.check_leader(&request)?;
+        let r = request.into_inner();
+        check::txn(&r, self.ctx.limits.max_txn_ops)?;
+        self.ctx.check_size(&r)?;
+        let t = convert::txn_request(r)?;
+        match self.ctx.write(WriteRequest::Txn(t)).await? {
+            (WriteResponse::Txn(t), header) => Ok(Response::new(pb::TxnResponse {
+                header: Some(header),
+                ..convert::txn_response(t, &header)
+            })),
+            _ => Err(unexpected("txn")),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
+        self.ctx.check_leader(&request)?;
+        let r = request.into_inner();
+        let (resp, header) = self
+            .ctx
+            .write(WriteRequest::Compact {
+                revision: r.revision,
+            })
+            .await?;
+        if !matches!(resp, WriteResponse::Compact) {
+            return Err(unexpected("compact"));
+        }
+        if r.physical {
+            // Applying a compaction removes the history before the apply returns, so it is
+            // physically done here; make it durable as etcd's physical compaction is.
+            let store = self.ctx.node.store();
+            tokio::task::spawn_blocking(move || store.sync())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| mvcc_status(&e))?;
+        }
+        Ok(Response::new(pb::CompactionResponse {
+            header: Some(header),
+        }))
+    }
+}

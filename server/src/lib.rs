@@ -1,0 +1,154 @@
+//! # strata-server: the etcd v3 API
+//!
+//! A tonic server speaking etcd's wire protocol (`proto/`, compiled with protox: no system
+//! `protoc`) over a [`RaftNode`]: every write goes through raft, linearizable reads through a
+//! shared ReadIndex round, and the answers — headers, revisions, errors — are etcd's.
+//!
+//! - `kv.rs`: Range, Put, DeleteRange, Txn, Compact; `check.rs`: etcd's request checks;
+//!   `convert.rs`: wire ↔ engine types;
+//! - `watch.rs`: the Watch stream (many watchers per stream, progress, fragments);
+//! - `lease.rs`: Grant, Revoke, KeepAlive, TimeToLive, Leases;
+//! - `maintenance.rs`: Status, HashKV, Alarm and Cluster.MemberList;
+//! - `errors.rs`: etcd's gRPC codes and messages, in one place;
+//! - `config.rs`: etcd's flags; `main.rs`: the `strata` binary.
+
+pub mod check;
+pub mod config;
+pub mod convert;
+pub mod errors;
+mod kv;
+mod lease;
+mod maintenance;
+pub mod proto;
+mod watch;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_raftnode::RaftNode;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+pub use maintenance::ETCD_VERSION;
+
+use crate::proto::etcdserverpb as pb;
+
+/// Request limits, etcd's defaults.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request (etcd's `--max-request-bytes`, 1.5 MiB).
+    pub max_request_bytes: usize,
+    /// Most operations per transaction branch (etcd's `--max-txn-ops`, 128).
+    pub max_txn_ops: usize,
+    /// Interval of progress notifications to watchers that asked for them (etcd's
+    /// `--watch-progress-notify-interval`, 10 minutes).
+    pub progress_notify_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: 1536 * 1024,
+            max_txn_ops: 128,
+            progress_notify_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What every service shares: the node and the limits.
+#[derive(Clone)]
+pub struct Ctx {
+    node: Arc<RaftNode>,
+    limits: Arc<Limits>,
+}
+
+impl Ctx {
+    /// The response header etcd fills: cluster and member ID, revision, raft term.
+    pub(crate) fn header(&self, revision: i64) -> pb::ResponseHeader {
+        pb::ResponseHeader {
+            cluster_id: self.node.cluster_id(),
+            member_id: self.node.member_id(),
+            revision,
+            raft_term: self.node.term(),
+        }
+    }
+
+    /// Honours gRPC metadata `hasleader=true`: such requests fail fast without a leader.
+    pub(crate) fn check_leader<T>(&self, req: &tonic::Request<T>) -> Result<(), tonic::Status> {
+        let wants = req
+            .metadata()
+            .get("hasleader")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        if wants && self.node.leader().is_none() {
+            return Err(errors::NO_LEADER.status());
+        }
+        Ok(())
+    }
+}
+
+/// Serves the etcd API on `listeners` until `shutdown` completes; then stops accepting,
+/// lets in-flight requests finish, and returns.
+pub async fn serve(
+    node: Arc<RaftNode>,
+    listeners: Vec<TcpListener>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let ctx = Ctx {
+        node,
+        limits: Arc::new(limits),
+    };
+    // etcd's gRPC receive limit is the request limit plus 512 KiB of overhead.
+    let recv = ctx.limits.max_request_bytes + 512 * 1024;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut servers = Vec::new();
+    for listener in listeners {
+        let ctx = ctx.clone();
+        let mut stop = stop_rx.clone();
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let router = Server::builder()
+            .add_service(
+                pb::kv_server::KvServer::new(kv::Kv { ctx: ctx.clone() })
+                    .max_decoding_message_size(recv)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                pb::watch_server::WatchServer::new(watch::WatchSvc { ctx: ctx.clone() })
+                    .max_decoding_message_size(recv)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                pb::lease_server::LeaseServer::new(lease::LeaseSvc { ctx: ctx.clone() })
+                    .max_decoding_message_size(recv),
+            )
+            .add_service(
+                pb::maintenance_server::MaintenanceServer::new(maintenance::MaintenanceSvc {
+                    ctx: ctx.clone(),
+                })
+                .max_decoding_message_size(recv)
+                .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(pb::cluster_server::ClusterServer::new(
+                maintenance::ClusterSvc { ctx: ctx.clone() },
+            ));
+        servers.push(tokio::spawn(router.serve_with_incoming_shutdown(
+            incoming,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )));
+    }
+    for s in servers {
+        match s.await {
+            Ok(r) => r?,
+            Err(e) => tracing::error!(error = %e, "a listener's server task failed"),
+        }
+    }
+    Ok(())
+}
