@@ -178,10 +178,14 @@ pub fn txn_request(t: pb::TxnRequest) -> Result<m::TxnRequest, Status> {
     })
 }
 
-/// A wire transaction response (without the header; nested responses carry the same
-/// header as etcd fills them: `header` is copied in).
-pub fn txn_response(t: m::TxnResponse, header: &pb::ResponseHeader) -> pb::TxnResponse {
+/// A wire transaction response (without the header). Each operation's response carries a
+/// header with only the revision, as etcd fills them.
+pub fn txn_response(t: m::TxnResponse, revision: i64) -> pb::TxnResponse {
     use pb::response_op::Response;
+    let header = &pb::ResponseHeader {
+        revision,
+        ..Default::default()
+    };
     pb::TxnResponse {
         header: None,
         succeeded: t.succeeded,
@@ -206,7 +210,7 @@ pub fn txn_response(t: m::TxnResponse, header: &pb::ResponseHeader) -> pb::TxnRe
                     }
                     m::ResponseOp::Txn(t) => Response::ResponseTxn(pb::TxnResponse {
                         header: Some(*header),
-                        ..txn_response(t, header)
+                        ..txn_response(t, revision)
                     }),
                 }),
             })

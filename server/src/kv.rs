@@ -120,7 +120,7 @@ impl pb::kv_server::Kv for Kv {
         match self.ctx.write(WriteRequest::Txn(t)).await? {
             (WriteResponse::Txn(t), header) => Ok(Response::new(pb::TxnResponse {
                 header: Some(header),
-                ..convert::txn_response(t, &header)
+                ..convert::txn_response(t, header.revision)
             })),
             _ => Err(unexpected("txn")),
         }

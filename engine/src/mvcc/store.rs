@@ -527,17 +527,20 @@ impl MvccStore {
                     current: idx.current,
                 });
             }
-            if revision > 0 && revision < idx.compacted {
+            // etcd refuses the compaction revision itself here (unlike a range).
+            if revision > 0 && revision <= idx.compacted {
                 return Err(MvccError::Compacted {
                     requested: revision,
                     compacted: idx.compacted,
                 });
             }
             let upper = if revision <= 0 { idx.current } else { revision };
+            // As etcd's HashByRev: the revisions a compaction at the hash revision would keep
+            // (not at the compaction revision) decide which compacted-range revisions count.
             let mut keep = HashSet::new();
             if idx.compacted > 0 {
                 for ki in idx.keys.values() {
-                    ki.keep(idx.compacted, &mut keep);
+                    ki.keep(upper, &mut keep);
                 }
             }
             (
