@@ -149,7 +149,8 @@ impl RaftNode {
         )
         .await
         .map_err(NodeError::storage)?;
-        if !raft.is_initialized().await.map_err(NodeError::storage)? {
+        let initialized = raft.is_initialized().await.map_err(NodeError::storage)?;
+        if !initialized {
             let mut members = BTreeMap::new();
             members.insert(ident.member_id, opts.member.clone());
             raft.initialize(members)
@@ -157,15 +158,16 @@ impl RaftNode {
                 .map_err(|e| NodeError::Storage(format!("bootstrapping the cluster: {e}")))?;
             tracing::info!(member = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), "bootstrapped a one-member cluster");
         }
-        // A one-member cluster need not wait an election timeout to lead.
-        let _ = raft.trigger().elect().await;
-        let led = raft
-            .wait(Some(opts.election_timeout * 10))
-            .metrics(|m| m.current_leader.is_some(), "a leader")
-            .await;
-        if let Err(e) = led {
-            return Err(NodeError::Storage(format!("no leader elected: {e}")));
+        // Bootstrapping elects the only voter at once; a restarted sole voter whose vote was
+        // committed leads again at once. Otherwise campaign now rather than after an election
+        // timeout (a leader ignores the trigger).
+        if initialized && raft.metrics().borrow().state != ServerState::Leader {
+            let _ = raft.trigger().elect().await;
         }
+        raft.wait(Some(opts.election_timeout * 10))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(|e| NodeError::Storage(format!("no leader elected: {e}")))?;
         if let Some(last) = last_logged {
             raft.wait(Some(Duration::from_secs(600)))
                 .applied_index_at_least(Some(last), "replay the log")
