@@ -75,10 +75,7 @@ fn put_get_and_their_options() {
     for (k, v) in [("k1", "v1"), ("k2", "v2"), ("k3", "v3")] {
         assert_eq!(c.ok(&["put", k, v]), "OK\n");
     }
-    assert_eq!(
-        c.ok(&["get", "--prefix", "k"]),
-        "k1\nv1\nk2\nv2\nk3\nv3\n"
-    );
+    assert_eq!(c.ok(&["get", "--prefix", "k"]), "k1\nv1\nk2\nv2\nk3\nv3\n");
     assert_eq!(
         c.ok(&["get", "--prefix", "k", "--limit", "2"]),
         "k1\nv1\nk2\nv2\n"
@@ -97,7 +94,13 @@ fn put_get_and_their_options() {
          \"mod_revision\":4,\"version\":1,\"value\":\"djE=\"}],\"more\":true,\"count\":3}\n"
     );
     assert_eq!(
-        c.ok(&["get", "--prefix", "k", "--sort-by=MODIFY", "--order=DESCEND"]),
+        c.ok(&[
+            "get",
+            "--prefix",
+            "k",
+            "--sort-by=MODIFY",
+            "--order=DESCEND"
+        ]),
         "k3\nv3\nk2\nv2\nk1\nv1\n"
     );
     assert_eq!(
@@ -114,7 +117,10 @@ fn put_get_and_their_options() {
         "Error: etcdserver: key is not provided"
     );
     // Refused requests change nothing.
-    assert!(c.ok(&["get", "foo", "-w", "json"]).contains("\"revision\":6"));
+    assert!(
+        c.ok(&["get", "foo", "-w", "json"])
+            .contains("\"revision\":6")
+    );
 }
 
 #[test]
@@ -164,8 +170,15 @@ fn leases() {
         c.ok(&["lease", "keep-alive", "--once", &id]),
         format!("lease {id} keepalived with TTL(100)\n")
     );
-    assert_eq!(c.ok(&["lease", "revoke", &id]), format!("lease {id} revoked\n"));
-    assert_eq!(c.ok(&["get", "leased"]), "", "revoking deletes attached keys");
+    assert_eq!(
+        c.ok(&["lease", "revoke", &id]),
+        format!("lease {id} revoked\n")
+    );
+    assert_eq!(
+        c.ok(&["get", "leased"]),
+        "",
+        "revoking deletes attached keys"
+    );
     assert_eq!(
         c.ok(&["lease", "timetolive", &id]),
         format!("lease {id} already expired\n")
@@ -230,7 +243,10 @@ fn compaction_and_maintenance() {
         (ep.as_str(), "8e9e05c52164694d", "3.5.17", "true", "false"),
         "{status}"
     );
-    assert!(fields[3].ends_with("kB") || fields[3].ends_with("MB"), "{status}");
+    assert!(
+        fields[3].ends_with("kB") || fields[3].ends_with("MB"),
+        "{status}"
+    );
 }
 
 /// Collects a child's stdout in the background.
