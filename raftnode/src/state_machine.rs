@@ -130,20 +130,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let store = self.cell.get();
         let already = store.applied_index().map_err(sm_err)?;
         let mut requests: Vec<(u64, WriteRequest)> = Vec::new();
-        let mut shape: Vec<bool> = Vec::new();
+        // How many requests each entry contributes (0: blank, membership, already applied).
+        let mut shape: Vec<usize> = Vec::new();
         let mut last: Option<LogId<u64>> = None;
         for e in entries {
             let fresh = e.log_id.index > already;
             match e.payload {
-                EntryPayload::Blank => shape.push(false),
-                EntryPayload::Normal(req) => {
-                    shape.push(fresh);
+                EntryPayload::Blank => shape.push(0),
+                EntryPayload::Normal(batch) => {
                     if fresh {
-                        requests.push((e.log_id.index, req));
+                        shape.push(batch.len());
+                        requests.extend(batch.into_iter().map(|r| (e.log_id.index, r)));
+                    } else {
+                        shape.push(0);
                     }
                 }
                 EntryPayload::Membership(m) => {
-                    shape.push(false);
+                    shape.push(0);
                     self.membership = StoredMembership::new(Some(e.log_id), m);
                 }
             }
@@ -162,13 +165,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             )
         })
         .map_err(sm_err)?;
+        if results.len() != requests.len() {
+            return Err(sm_err(format!(
+                "{} results for {} requests",
+                results.len(),
+                requests.len()
+            )));
+        }
         let mut results = results.into_iter();
         Ok(shape
             .into_iter()
-            .map(|has| match has.then(|| results.next()).flatten() {
-                Some(r) => Response::Write(r),
-                None => Response::None,
-            })
+            .map(|n| Response(results.by_ref().take(n).collect()))
             .collect())
     }
 

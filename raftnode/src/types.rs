@@ -23,19 +23,19 @@ impl fmt::Display for MemberInfo {
     }
 }
 
-/// What applying one log entry produced.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Response {
-    /// A blank or membership entry, or a request skipped as already applied.
-    None,
-    /// A request's result.
-    Write(Result<Applied<WriteResponse>, MvccError>),
-}
+/// One log entry's requests: every write waiting when the proposer took them (see
+/// `node.rs`), applied together in one engine transaction.
+pub type Batch = Vec<WriteRequest>;
+
+/// What applying one log entry produced: one result per request of its batch (empty for a
+/// blank or membership entry, or an entry skipped as already applied).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Response(pub Vec<Result<Applied<WriteResponse>, MvccError>>);
 
 openraft::declare_raft_types!(
     /// Strata's raft types: the log carries the MVCC store's write requests.
     pub TypeConfig:
-        D = WriteRequest,
+        D = Batch,
         R = Response,
         NodeId = u64,
         Node = MemberInfo,

@@ -285,8 +285,7 @@ fn watch(bin: &Path, endpoint: &str, args: &[&str], until_lines: usize) -> Strin
     }
     let _ = child.kill();
     let _ = child.wait();
-    let out = buf.lock().unwrap().clone();
-    out
+    buf.lock().unwrap().clone()
 }
 
 #[test]
