@@ -169,6 +169,10 @@ fn open(store: &SimStore) -> MvccStore {
         db,
         MvccOptions {
             compaction_batch: 3,
+            compaction_pause: std::time::Duration::ZERO,
+            // Only the test's syncs (and defrag's durable commits) make applies durable: the
+            // compactor's cadence check must not sync at a time the model cannot know.
+            sync_interval: std::time::Duration::from_secs(3600),
             ..MvccOptions::default()
         },
     )
@@ -181,6 +185,7 @@ fn defrag_opts() -> DefragOptions {
         sync_every_steps: 2,
         slack_pages_min: 4,
         truncate_step_bytes: 4096,
+        step_pause: std::time::Duration::ZERO,
         ..DefragOptions::default()
     }
 }

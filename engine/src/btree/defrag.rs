@@ -49,6 +49,8 @@ pub struct DefragOptions {
     pub reader_wait: Duration,
     /// Bytes removed from the file per `ftruncate` (each under the writer lock).
     pub truncate_step_bytes: u64,
+    /// A pause between steps, so defrag never takes the writer lock back to back.
+    pub step_pause: Duration,
 }
 
 impl Default for DefragOptions {
@@ -59,7 +61,8 @@ impl Default for DefragOptions {
             rounds_max: 4,
             slack_pages_min: 64,
             reader_wait: Duration::from_secs(10),
-            truncate_step_bytes: 64 << 20,
+            truncate_step_bytes: 16 << 20,
+            step_pause: Duration::from_millis(1),
         }
     }
 }
@@ -121,6 +124,9 @@ impl Db {
         };
         let step_keys = opts.step_keys.max(1);
         for _ in 0..opts.rounds_max {
+            // Pages freed by recent commits become reusable once durable: the moves can use
+            // them.
+            self.durable_step(&mut report)?;
             let (page_count, used) = {
                 let w = lock(&self.shared.writer)?;
                 (w.page_count, w.page_count - w.free.count() as u64)
@@ -151,6 +157,9 @@ impl Db {
                 report.keys_moved += chunk.len() as u64;
                 if (n + 1) % opts.sync_every_steps.max(1) == 0 {
                     self.durable_step(&mut report)?;
+                }
+                if !opts.step_pause.is_zero() {
+                    std::thread::sleep(opts.step_pause);
                 }
             }
             self.durable_step(&mut report)?;
@@ -258,6 +267,9 @@ impl Db {
             cut_any = true;
             report.note_step(began.elapsed());
             drop(w);
+            if !opts.step_pause.is_zero() {
+                std::thread::sleep(opts.step_pause);
+            }
         }
         if cut_any && let Err(e) = self.shared.store.sync_data() {
             self.shared.poison(&e);

@@ -5,7 +5,7 @@
 //! 1. `apply` writes `scheduledCompactRev` in the applying transaction, raises the index's
 //!    compaction revision (reads below it are refused from then on) and hands the revision to
 //!    the compactor. The applier does nothing more.
-//! 2. The compactor thread drops compacted history from the key index, `compaction_batch` keys
+//! 2. The compactor thread drops compacted history from the key index, `compaction_batch / 4` keys
 //!    per hold of the index lock, and collects the revisions at or below the compaction that
 //!    the index keeps.
 //! 3. It deletes every other revision at or below the compaction from the `key` bucket,
@@ -240,6 +240,12 @@ impl Work {
         }
     }
 
+    /// Keys compacted per hold of the index lock: a quarter of a tree batch (an index entry
+    /// costs more than a tree deletion; readers and the applier wait for the hold).
+    fn index_batch(&self) -> usize {
+        (self.batch / 4).max(1)
+    }
+
     /// Whether to stop the current job: the store is closing, or a newer compaction is due.
     fn interrupted(&self, rev: i64) -> Option<Outcome> {
         match self.compactor.state.lock() {
@@ -295,7 +301,7 @@ impl Work {
             let keys: Vec<Vec<u8>> = idx
                 .keys
                 .range::<[u8], _>((lo, Bound::Unbounded))
-                .take(self.batch)
+                .take(self.index_batch())
                 .map(|(k, _)| k.clone())
                 .collect();
             let mut available = HashSet::new();
@@ -315,11 +321,13 @@ impl Work {
                 }
             }
             drop(idx);
-            if keys.len() < self.batch {
+            if keys.len() < self.index_batch() {
                 break;
             }
             from = keys.last().cloned();
-            if let Some(o) = self.interrupted(rev) {
+            // Pause between holds: a writer that unlocks and relocks at once would keep the
+            // index from the applier and readers (the lock hands itself to the running thread).
+            if let Some(o) = self.interrupted(rev).or_else(|| self.pause(rev)) {
                 return Ok(o);
             }
         }

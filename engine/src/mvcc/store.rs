@@ -45,8 +45,8 @@ pub struct MvccOptions {
     pub sync_interval: Duration,
     /// ... or once this many entries were applied since the last durable commit.
     pub sync_entries: u64,
-    /// Revisions removed per write transaction by physical compaction (and keys compacted
-    /// per hold of the index lock).
+    /// Revisions removed per write transaction by physical compaction (and four times the
+    /// keys compacted per hold of the index lock).
     pub compaction_batch: usize,
     /// The compactor's pause between batches (etcd sleeps 10 ms), so it never takes the
     /// writer lock back to back.
