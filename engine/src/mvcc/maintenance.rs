@@ -305,12 +305,15 @@ impl Work {
                 .map(|(k, _)| k.clone())
                 .collect();
             let mut available = HashSet::new();
+            // Collected here and added to `keep` after the lock is released: growing a set of
+            // millions of revisions (a rehash) under the lock stalled readers for 0.5 s.
+            let mut kept = Vec::new();
             for k in &keys {
                 let empty = match idx.keys.get_mut(k) {
                     Some(ki) => {
                         ki.compact(rev, &mut available);
                         for g in ki.generations() {
-                            keep.extend(g.revs.iter().copied().filter(|r| r.main <= rev));
+                            kept.extend(g.revs.iter().copied().filter(|r| r.main <= rev));
                         }
                         ki.is_empty()
                     }
@@ -321,6 +324,7 @@ impl Work {
                 }
             }
             drop(idx);
+            keep.extend(kept);
             if keys.len() < self.index_batch() {
                 break;
             }
