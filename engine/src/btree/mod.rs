@@ -17,6 +17,7 @@ mod snapshot;
 mod store;
 mod txn;
 mod verified;
+mod write;
 
 pub use check::CheckReport;
 pub use cursor::{Cursor, Entry, Range};
