@@ -302,7 +302,10 @@ fn scan(r: &ReadTxn, boundary: u64) -> Result<Vec<Item>> {
 
 /// Visits the subtree at `id` whose keys start at `lo`. `ancestor` says a page above still
 /// needs a key (the first leaf below it provides one: the path to it passes through them all).
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a recursive walk: the tree, the key that leads here, and the running output"
+)]
 fn walk(
     r: &ReadTxn,
     bucket: Option<&[u8]>,
