@@ -50,6 +50,7 @@ fn small_steps() -> DefragOptions {
         sync_every_steps: 4,
         reader_wait: Duration::from_millis(200),
         truncate_step_bytes: 64 << 10,
+        check_each_step: true,
         ..DefragOptions::default()
     }
 }
@@ -64,7 +65,12 @@ fn defrag_real_file(kind: StoreKind) {
     let db = Db::open(&path, opts.clone()).unwrap();
     fragment(&db, 6000, 200);
     let before = dump(&db.begin_read().unwrap());
-    let report = db.defrag(&DefragOptions::default()).unwrap();
+    let report = db
+        .defrag(&DefragOptions {
+            check_each_step: true,
+            ..DefragOptions::default()
+        })
+        .unwrap();
     db.check().unwrap();
     assert!(report.truncated, "{kind:?}: {report:?}");
     // What is left free is about the slack defrag leaves for concurrent writers (64 pages).

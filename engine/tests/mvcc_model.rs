@@ -186,6 +186,7 @@ fn defrag_opts() -> DefragOptions {
         slack_pages_min: 4,
         truncate_step_bytes: 4096,
         step_pause: std::time::Duration::ZERO,
+        check_each_step: true,
         ..DefragOptions::default()
     }
 }

@@ -51,6 +51,9 @@ pub struct DefragOptions {
     pub truncate_step_bytes: u64,
     /// A pause between steps, so defrag never takes the writer lock back to back.
     pub step_pause: Duration,
+    /// Test hook: run [`Db::check`] after every step (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub check_each_step: bool,
 }
 
 impl Default for DefragOptions {
@@ -63,6 +66,8 @@ impl Default for DefragOptions {
             reader_wait: Duration::from_secs(10),
             truncate_step_bytes: 16 << 20,
             step_pause: Duration::from_millis(1),
+            #[cfg(feature = "testing")]
+            check_each_step: false,
         }
     }
 }
@@ -155,8 +160,10 @@ impl Db {
                 let held = w.commit_timed(Durability::Fast)?;
                 report.note_step(held);
                 report.keys_moved += chunk.len() as u64;
+                self.checked(opts)?;
                 if (n + 1) % opts.sync_every_steps.max(1) == 0 {
                     self.durable_step(&mut report)?;
+                    self.checked(opts)?;
                 }
                 if !opts.step_pause.is_zero() {
                     std::thread::sleep(opts.step_pause);
@@ -173,6 +180,16 @@ impl Db {
         report.elapsed = started.elapsed();
         tracing::info!(?report, "defrag done");
         Ok(report)
+    }
+
+    /// The `check_each_step` test hook.
+    fn checked(&self, opts: &DefragOptions) -> Result<()> {
+        #[cfg(feature = "testing")]
+        if opts.check_each_step {
+            self.check()?;
+        }
+        let _ = opts;
+        Ok(())
     }
 
     /// A durable commit of whatever is published (possibly nothing new), timed as a step.
@@ -211,6 +228,7 @@ impl Db {
         let new = w.cut_tail();
         let held = w.commit_timed(Durability::Durable)?;
         report.note_step(held);
+        self.checked(opts)?;
         if new < old {
             tracing::debug!(old, new, "defrag: page count cut");
             let w = self.begin_write()?;
@@ -267,6 +285,7 @@ impl Db {
             cut_any = true;
             report.note_step(began.elapsed());
             drop(w);
+            self.checked(opts)?;
             if !opts.step_pause.is_zero() {
                 std::thread::sleep(opts.step_pause);
             }
