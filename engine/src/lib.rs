@@ -18,21 +18,26 @@
 //! - Bytes from the file are decoded with bounds checks only: damage yields an error naming
 //!   the file and page, never a panic.
 //! - A failed write or fdatasync poisons the handle: every later write fails.
+//! - The file is truncated (defrag) only below the page count of every live snapshot and of
+//!   both meta slots.
 //!
 //! ## Reading the source
 //! 1. `btree/page.rs`: the bytes on disk.
 //! 2. `btree/db.rs`: open, the writer lock, publishing snapshots, the durable commit.
-//! 3. `btree/txn.rs`: read and write transactions, copy-on-write, split and merge, commit.
+//! 3. `btree/read.rs` and `btree/txn.rs`: read transactions; the write transaction,
+//!    copy-on-write, split and merge, commit (`btree/write.rs`: the page writes).
 //! 4. `btree/node.rs`: dirty nodes in memory.
 //! 5. `btree/cursor.rs`: lookups and cursors over pages and dirty nodes.
 //! 6. `btree/free.rs`: free pages, readers, and when a page may be reused (with a loom model).
-//! 7. `btree/check.rs`: the consistency checker.
+//! 7. `btree/check.rs`: the consistency checker; `btree/defrag.rs`: defragmentation (move
+//!    pages toward the front in bounded transactions, cut the free tail, truncate).
 //! 8. `btree/store.rs`, `btree/mmap.rs`, `btree/sim.rs`: the page-store seam and its backends.
 //! 9. `mvcc/`: etcd's data model on the tree (docs/mvcc.md): `revision.rs` (revisions and
 //!    their bucket keys), `key_index.rs` (a key's generations, etcd's compaction rules),
 //!    `kv.rs` (the stored `KeyValue`), `ops.rs` (requests, responses, etcd's errors),
-//!    `store.rs` (open and index rebuild, reads, apply, compaction, leases, HashKV),
-//!    `apply.rs` (one batch in one write transaction), `watch.rs` (the watch hub).
+//!    `store.rs` (open and index rebuild, reads, apply, leases, HashKV),
+//!    `apply.rs` (one batch in one write transaction), `maintenance.rs` (the compactor thread,
+//!    the durability cadence, defrag), `watch.rs` (the watch hub).
 
 pub mod btree;
 mod error;

@@ -3,7 +3,7 @@
 //! The B+tree against a model, with crashes and damaged files. The input is a byte-coded list
 //! of operations (see `Op` below) run on a database with 1 KiB pages over a `SimStore`:
 //! puts (small and overflow-sized values), deletes, bucket deletes, fast and durable commits,
-//! reopens, power cuts (un-synced writes kept, lost or torn at random), and damage (bytes of
+//! defrags, reopens, power cuts (un-synced writes kept, lost or torn at random), and damage (bytes of
 //! the file overwritten, then reopened).
 //!
 //! Checks:
@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use strata_engine::btree::testing::{SimStore, Survival};
-use strata_engine::btree::{Db, Durability, Options};
+use strata_engine::btree::{Db, DefragOptions, Durability, Options};
 
 type Model = BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>;
 
@@ -140,6 +140,25 @@ fn run(data: &[u8]) {
                 }
                 db.check().unwrap();
                 assert!(dump(&db).as_ref() == Some(&model), "read back differs from the model");
+                if op & 0x40 != 0 {
+                    // Defrag: moves pages, cuts the free tail, truncates; changes no entry and
+                    // leaves everything durable. A cut inside it gives the state before (if it
+                    // was durable) or the model.
+                    let start = store.ops_len();
+                    let opts = DefragOptions {
+                        step_keys: 4,
+                        sync_every_steps: 2,
+                        slack_pages_min: 2,
+                        truncate_step_bytes: 4096,
+                        step_pause: std::time::Duration::ZERO,
+                        ..DefragOptions::default()
+                    };
+                    db.defrag(&opts).unwrap();
+                    durable = model.clone();
+                    points.push((start, store.ops_len(), durable.clone()));
+                    db.check().unwrap();
+                    assert!(dump(&db).as_ref() == Some(&model), "defrag changed the contents");
+                }
             }
             7 => {
                 // Abort what is pending, then reopen: only the durable state survives.

@@ -142,10 +142,11 @@ impl pb::kv_server::Kv for Kv {
             return Err(unexpected("compact"));
         }
         if r.physical {
-            // Applying a compaction removes the history before the apply returns, so it is
-            // physically done here; make it durable as etcd's physical compaction is.
+            // As etcd: a physical compaction answers once the compacted revisions are gone
+            // from the database (the store's compactor removes them in the background).
             let store = self.ctx.node.store();
-            tokio::task::spawn_blocking(move || store.sync())
+            let rev = r.revision;
+            tokio::task::spawn_blocking(move || store.wait_compacted(rev))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(|e| mvcc_status(&e))?;

@@ -1,4 +1,5 @@
-//! The Maintenance service (Status, HashKV, Alarm) and the Cluster service (MemberList).
+//! The Maintenance service (Status, HashKV, Defragment, Alarm) and the Cluster service
+//! (MemberList).
 
 use crate::Ctx;
 use crate::errors::mvcc_status;
@@ -70,6 +71,29 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
             hash,
             compact_revision,
             hash_revision,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        self.ctx.check_leader(&request)?;
+        // Non-blocking: reads and writes go on while pages move and the file shrinks.
+        let store = self.ctx.node.store();
+        let report = tokio::task::spawn_blocking(move || store.defrag())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| mvcc_status(&e))?;
+        tracing::info!(?report, "defragmented");
+        let revision = self
+            .ctx
+            .node
+            .store()
+            .revision()
+            .map_err(|e| mvcc_status(&e))?;
+        Ok(Response::new(pb::DefragmentResponse {
+            header: Some(self.ctx.header(revision)),
         }))
     }
 

@@ -215,6 +215,11 @@ fn compaction_and_maintenance() {
         "Error: etcdserver: mvcc: required revision has been compacted"
     );
     let ep = s.endpoint();
+    assert_eq!(
+        c.ok(&["defrag"]),
+        format!("Finished defragmenting etcd member[{ep}]\n")
+    );
+    assert_eq!(c.ok(&["get", "foo"]), "foo\n4\n", "defrag changes no data");
     // The same data in etcd 3.4.23 hashes to this value too (HashKV is etcd's definition).
     let hash = c.ok(&["endpoint", "hashkv"]);
     assert!(hash.starts_with(&format!("{ep}, ")), "{hash}");

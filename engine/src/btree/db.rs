@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::btree::free::{FreePages, Readers, horizon};
 use crate::btree::page::{self, HEADER_BYTES, META_BYTES, Meta, PageKind};
+use crate::btree::read::ReadTxn;
 use crate::btree::store::{FileStore, PageStore, PageView, StoreKind};
-use crate::btree::txn::{ReadTxn, WriteTxn};
+use crate::btree::txn::WriteTxn;
 use crate::btree::verified::{VerifiedPages, Verify};
 use crate::btree::{PageId, TxnId};
 use crate::error::{EngineError, Result};
@@ -83,11 +84,17 @@ pub(crate) struct WriterState {
     /// The freelist run the newest durable-or-prepared meta points to.
     pub freelist: Option<(PageId, u64)>,
     pub last_txn: TxnId,
+    /// The last transaction that lowered the page count (defrag's cut; 0: none since open).
+    /// Every snapshot from it on has at most the current page count.
+    pub shrunk_at: TxnId,
 }
 
-struct SyncState {
+pub(crate) struct SyncState {
     /// The meta slot (0 or 1) holding the newest durable meta.
     slot: u64,
+    /// The page count each meta slot names (0 for an invalid slot): the file is never cut
+    /// below either, so whichever meta an open picks finds all its pages.
+    pub page_counts: [u64; 2],
 }
 
 pub(crate) struct Shared {
@@ -97,9 +104,11 @@ pub(crate) struct Shared {
     grow_step_max_bytes: u64,
     pub readers: Mutex<Readers<Snapshot>>,
     pub writer: Mutex<WriterState>,
-    sync: Mutex<SyncState>,
+    pub sync: Mutex<SyncState>,
     durable_txn: AtomicU64,
     poison: Mutex<Option<String>>,
+    /// Held by a running defrag (one at a time).
+    pub defrag: Mutex<()>,
 }
 
 /// Counters about the file and its readers.
@@ -160,11 +169,15 @@ impl Db {
                 opts.page_size
             )));
         }
-        let (meta, slot) = if store.len()? == 0 {
-            init(&*store, opts.page_size)?
+        let (meta, slot, other_pages) = if store.len()? == 0 {
+            let (meta, slot) = init(&*store, opts.page_size)?;
+            (meta, slot, meta.page_count)
         } else {
             read_meta(&*store)?
         };
+        let mut page_counts = [0u64; 2];
+        page_counts[slot as usize] = meta.page_count;
+        page_counts[1 - slot as usize] = other_pages;
         let page_size = meta.page_size as usize;
         let file_len = store.len()?;
         if file_len < meta.page_count * page_size as u64 {
@@ -197,10 +210,12 @@ impl Db {
                 page_count: meta.page_count,
                 freelist,
                 last_txn: meta.txn,
+                shrunk_at: TxnId(0),
             }),
-            sync: Mutex::new(SyncState { slot }),
+            sync: Mutex::new(SyncState { slot, page_counts }),
             durable_txn: AtomicU64::new(meta.txn.0),
             poison: Mutex::new(None),
+            defrag: Mutex::new(()),
         });
         let db = Db { shared };
         // Read the catalog root now, so a damaged file is reported on open.
@@ -361,6 +376,7 @@ impl Shared {
         match r {
             Ok(slot) => {
                 sync.slot = slot;
+                sync.page_counts[slot as usize] = meta.page_count;
                 self.durable_txn.store(meta.txn.0, Ordering::Release);
                 Ok(())
             }
@@ -389,8 +405,9 @@ fn init(store: &dyn PageStore, page_size: usize) -> Result<(Meta, u64)> {
     Ok((meta, 0))
 }
 
-/// Reads both meta pages and picks the valid one with the highest transaction id.
-fn read_meta(store: &dyn PageStore) -> Result<(Meta, u64)> {
+/// Reads both meta pages and picks the valid one with the highest transaction id; also
+/// returns the page count the other slot names (0 if it is invalid).
+fn read_meta(store: &dyn PageStore) -> Result<(Meta, u64, u64)> {
     let view = store.view()?;
     let len = store.len()?;
     let mut reasons = Vec::new();
@@ -435,14 +452,18 @@ fn read_meta(store: &dyn PageStore) -> Result<(Meta, u64)> {
             file: store.path().to_path_buf(),
             reason: "the two meta pages disagree on the page size".into(),
         }),
-        (Some(a), Some(b)) => Ok(if b.txn.0 > a.txn.0 { (b, 1) } else { (a, 0) }),
+        (Some(a), Some(b)) => Ok(if b.txn.0 > a.txn.0 {
+            (b, 1, a.page_count)
+        } else {
+            (a, 0, b.page_count)
+        }),
         (Some(a), None) => {
             tracing::warn!(file = %store.path().display(), reasons = %reasons.join("; "), "meta page 1 is invalid; using meta page 0");
-            Ok((a, 0))
+            Ok((a, 0, 0))
         }
         (None, Some(b)) => {
             tracing::warn!(file = %store.path().display(), reasons = %reasons.join("; "), "meta page 0 is invalid; using meta page 1");
-            Ok((b, 1))
+            Ok((b, 1, 0))
         }
         (None, None) => Err(EngineError::NoValidMeta {
             file: store.path().to_path_buf(),

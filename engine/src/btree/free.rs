@@ -75,6 +75,23 @@ impl FreePages {
         Some(PageId(start))
     }
 
+    /// Drops the run of reusable pages that ends the file (`[new_count, page_count)`, every
+    /// one of them reusable now: reachable from no live snapshot and not from the durable
+    /// tree) from the free set and returns `new_count`, the file's new page count.
+    pub(crate) fn cut_tail(&mut self, page_count: u64) -> u64 {
+        let mut end = page_count;
+        for &id in self.released.iter().rev() {
+            if id + 1 != end {
+                break;
+            }
+            end = id;
+        }
+        // Meta pages are never free; keep them regardless.
+        let end = end.max(2);
+        drop(self.released.split_off(&end));
+        end
+    }
+
     /// Every free page, reusable or pending, ascending.
     pub(crate) fn all(&self) -> Vec<PageId> {
         let mut v: Vec<PageId> = self.released.iter().map(|&p| PageId(p)).collect();
@@ -170,6 +187,15 @@ mod tests {
         f.release_up_to(horizon(Some(TxnId(5)), TxnId(5)));
         assert_eq!(f.alloc(2), Some(PageId(10)));
         assert_eq!(f.count(), 0);
+    }
+
+    #[test]
+    fn cut_tail_drops_only_the_reusable_run_at_the_end() {
+        let mut f = FreePages::from_released(&[PageId(3), PageId(7), PageId(8), PageId(9)]);
+        f.free(TxnId(4), PageId(5), 1);
+        assert_eq!(f.cut_tail(10), 7);
+        assert_eq!(f.all(), vec![PageId(3), PageId(5)]);
+        assert_eq!(f.cut_tail(12), 12, "page 11 is in use: nothing to cut");
     }
 
     #[test]

@@ -3,13 +3,17 @@
 //! the mapping through the shared page cache).
 //!
 //! ## Rules that make the `unsafe` here sound
-//! 1. The file is only ever grown while mapped, never truncated, and no byte at or beyond the
-//!    file's length is ever touched: a mapping may reserve address space past the end of the
-//!    file (so growth rarely needs a new mapping), but a view only reads below the length the
-//!    file had when the view was made, checked on every read. So no access can fault with
-//!    SIGBUS. The database file is locked exclusively so another Strata process cannot
-//!    truncate it; other programs writing the file are outside what any engine can defend
-//!    against.
+//! 1. No byte at or beyond the file's length is ever touched: a mapping may reserve address
+//!    space past the end of the file (so growth rarely needs a new mapping), but a view only
+//!    reads below the length the file had when the view was made, and below the file's
+//!    current length, both checked on every read. The file is truncated (defrag,
+//!    `btree/defrag.rs`) only under the writer lock, only below the page count of every live
+//!    snapshot (it waits until every reader of a snapshot with a larger page count has
+//!    ended), and every read goes through a snapshot and is bounded by its page count
+//!    (`cursor::load_page`); the current-length bound is lowered before the truncation. So no
+//!    access can fault with SIGBUS. The database file is locked exclusively so another Strata
+//!    process cannot truncate it; other programs writing the file are outside what any engine
+//!    can defend against.
 //! 2. A slice borrowed from a mapping is only of a page reachable from a published snapshot
 //!    that its reader pins, and the tree never writes a page that a pinned snapshot can reach
 //!    (copy-on-write plus reclamation: see `free.rs`). So no byte is written while a `&[u8]`
@@ -26,6 +30,7 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use memmap2::{Mmap, MmapOptions};
@@ -39,11 +44,14 @@ struct Region {
     cap: u64,
     /// Bytes readable through this view: the file's length when the view was made.
     len: u64,
+    /// The file's current length (rule 1): lowered before any truncation.
+    file_len: Arc<AtomicU64>,
 }
 
 impl PageView for Region {
     fn read(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
         check_range(offset, len, self.len)?;
+        check_range(offset, len, self.file_len.load(Ordering::Acquire))?;
         let Some(map) = &self.map else {
             return check_range(offset, len, 0).map(|()| Cow::Borrowed(&[][..]));
         };
@@ -83,7 +91,7 @@ impl MmapStore {
     /// space for the mapping.
     pub fn open(path: &Path, reserve_min_bytes: u64) -> Result<Self> {
         let core = FileCore::open(path)?;
-        let region = map(&core.file, core.len(), reserve_min_bytes)?;
+        let region = map(&core.file, &core.len, reserve_min_bytes)?;
         Ok(MmapStore {
             reserve_min: reserve_min_bytes,
             core,
@@ -98,12 +106,14 @@ fn reservation(len: u64, min: u64) -> u64 {
     (len * 2).max(min).next_power_of_two()
 }
 
-fn map(file: &File, len: u64, reserve_min: u64) -> Result<Arc<Region>> {
+fn map(file: &File, file_len: &Arc<AtomicU64>, reserve_min: u64) -> Result<Arc<Region>> {
+    let len = file_len.load(Ordering::Acquire);
     if len == 0 {
         return Ok(Arc::new(Region {
             map: None,
             cap: 0,
             len: 0,
+            file_len: file_len.clone(),
         }));
     }
     // Reserve generously; if the address space is refused, map just the file.
@@ -111,8 +121,8 @@ fn map(file: &File, len: u64, reserve_min: u64) -> Result<Arc<Region>> {
         let Ok(map_len) = usize::try_from(cap) else {
             continue;
         };
-        // SAFETY: rule 1 in the module doc: the file is locked, never truncated while mapped,
-        // and only bytes below its length are ever read. The mapping is read-only; aliasing
+        // SAFETY: rule 1 in the module doc: the file is locked, truncated only below every live
+        // snapshot's pages, and only bytes below its length are ever read. The mapping is read-only; aliasing
         // follows rule 2.
         let mapped = unsafe { MmapOptions::new().len(map_len).map(file) };
         match mapped {
@@ -127,6 +137,7 @@ fn map(file: &File, len: u64, reserve_min: u64) -> Result<Arc<Region>> {
                     map: Some(Arc::new(map)),
                     cap,
                     len,
+                    file_len: file_len.clone(),
                 }));
             }
             Err(e) if cap == len => return Err(EngineError::io("mmap database file", e)),
@@ -153,9 +164,10 @@ impl PageStore for MmapStore {
                     map: region.map.clone(),
                     cap: region.cap,
                     len,
+                    file_len: self.core.len.clone(),
                 })
             } else {
-                map(&self.core.file, len, self.reserve_min)?
+                map(&self.core.file, &self.core.len, self.reserve_min)?
             };
         }
         Ok(region.clone())
@@ -179,6 +191,25 @@ impl PageStore for MmapStore {
 
     fn grow(&self, len: u64) -> Result<()> {
         self.core.grow(len)
+    }
+
+    fn shrink(&self, len: u64) -> Result<()> {
+        let mut region = self.region.lock().map_err(|_| EngineError::Poisoned {
+            cause: "mapping lock poisoned".into(),
+        })?;
+        // Rule 1: the caller has ruled out every reader that could reach past `len`; the
+        // current-length bound drops before the file does, and new views read below `len`.
+        // The mapping itself stays (its address space past the end is never touched).
+        self.core.shrink(len)?;
+        if region.len > len {
+            *region = Arc::new(Region {
+                map: region.map.clone(),
+                cap: region.cap,
+                len,
+                file_len: self.core.len.clone(),
+            });
+        }
+        Ok(())
     }
 
     fn path(&self) -> &Path {

@@ -5,23 +5,28 @@
 mod check;
 mod cursor;
 mod db;
+mod defrag;
 mod free;
 mod mmap;
 mod node;
 mod page;
+mod read;
 #[cfg(feature = "testing")]
 mod sim;
 mod snapshot;
 mod store;
 mod txn;
 mod verified;
+mod write;
 
 pub use check::CheckReport;
 pub use cursor::{Cursor, Entry, Range};
 pub use db::{Db, Durability, Options, Stats, VerifyReads};
+pub use defrag::{DefragOptions, DefragReport};
 pub use mmap::MmapStore;
+pub use read::{ReadTxn, Tree};
 pub use store::{FileStore, PageStore, PageView, StoreKind};
-pub use txn::{MAX_BUCKET_NAME_BYTES, MAX_VALUE_BYTES, ReadTxn, Tree, WriteTxn, max_key_bytes};
+pub use txn::{MAX_BUCKET_NAME_BYTES, MAX_VALUE_BYTES, WriteTxn, max_key_bytes};
 
 /// Test hooks: the crash-simulating, fault-injecting page store.
 #[cfg(feature = "testing")]

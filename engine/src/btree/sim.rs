@@ -1,9 +1,10 @@
 //! A crash-simulating, fault-injecting page store (feature `testing`).
 //!
-//! It records every write, grow and sync in order. [`SimStore::crash_image`] rebuilds the
-//! bytes a disk could hold after power is lost at any point in that history: every write
-//! before the last completed sync is there; each later write may be there, absent, or torn
-//! (a prefix of its sectors), as a real disk with a volatile cache may reorder them.
+//! It records every write, grow, truncation and sync in order. [`SimStore::crash_image`]
+//! rebuilds the bytes a disk could hold after power is lost at any point in that history:
+//! every write and truncation before the last completed sync is there; each later write may be
+//! there, absent, or torn (a prefix of its sectors), and each later truncation there or not,
+//! as a real disk with a volatile cache may reorder them.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ pub enum SimOp {
     },
     /// The file grown to a length.
     Grow(u64),
+    /// The file truncated to a length.
+    Shrink(u64),
     /// An fdatasync that completed.
     Sync,
 }
@@ -139,6 +142,16 @@ impl SimStore {
                         image.resize(*len as usize, 0);
                     }
                 }
+                SimOp::Shrink(len) => {
+                    let fate = if last_sync.is_some_and(|s| i < s) {
+                        Survival::Whole
+                    } else {
+                        survive(i)
+                    };
+                    if fate != Survival::Lost {
+                        image.truncate(*len as usize);
+                    }
+                }
                 SimOp::Sync => {}
             }
         }
@@ -233,6 +246,15 @@ impl PageStore for SimStore {
         if (i.image.len() as u64) < len {
             i.image.resize(len as usize, 0);
             i.ops.push(SimOp::Grow(len));
+        }
+        Ok(())
+    }
+
+    fn shrink(&self, len: u64) -> Result<()> {
+        let mut i = lock(&self.inner);
+        if (i.image.len() as u64) > len {
+            i.image.truncate(len as usize);
+            i.ops.push(SimOp::Shrink(len));
         }
         Ok(())
     }

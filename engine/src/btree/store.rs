@@ -3,7 +3,8 @@
 //!
 //! The tree only ever (a) reads byte ranges through a [`PageView`] taken at commit time,
 //! (b) writes whole page runs with [`PageStore::write_at`], (c) makes them durable with
-//! [`PageStore::sync_data`], and (d) grows the file. It never shrinks a file that is open.
+//! [`PageStore::sync_data`], (d) grows the file, and (e) shrinks it, only when defrag has
+//! proved that no live snapshot can reach a page past the new end (see `btree/defrag.rs`).
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -41,6 +42,10 @@ pub trait PageStore: Send + Sync + 'static {
     fn len(&self) -> Result<u64>;
     /// Grows the file to at least `len` bytes; never shrinks it.
     fn grow(&self, len: u64) -> Result<()>;
+    /// Truncates the file to `len` bytes (not durable until [`PageStore::sync_data`]). The
+    /// caller holds the writer lock and guarantees that no live snapshot's page count reaches
+    /// past `len`, so no view reads a byte at or beyond it again (`btree/defrag.rs`).
+    fn shrink(&self, len: u64) -> Result<()>;
     /// The file's path, for error messages.
     fn path(&self) -> &Path;
     /// Lets go of cached pages this process holds mapped (they stay in the page cache). Called
@@ -106,8 +111,9 @@ pub(crate) struct FileCore {
     /// A second descriptor opened `O_DSYNC`, for the meta page.
     dsync: File,
     pub path: PathBuf,
-    /// The file's length as this process has made it.
-    pub len: AtomicU64,
+    /// The file's length as this process has made it (lowered before a truncation, raised
+    /// after growth), shared with the mmap backend's views as a second bound on every read.
+    pub len: Arc<AtomicU64>,
 }
 
 impl FileCore {
@@ -122,7 +128,7 @@ impl FileCore {
             dsync: open_dsync(path)?,
             file: Arc::new(file),
             path: path.to_path_buf(),
-            len: AtomicU64::new(len),
+            len: Arc::new(AtomicU64::new(len)),
         })
     }
 
@@ -151,6 +157,17 @@ impl FileCore {
             .map_err(|e| EngineError::io("write database file (O_DSYNC)", e))?;
         self.len
             .fetch_max(offset + data.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    pub(crate) fn shrink(&self, len: u64) -> Result<()> {
+        if len < self.len() {
+            // Lowered first: from here on no view reads at or past `len`.
+            self.len.store(len, Ordering::Release);
+            self.file
+                .set_len(len)
+                .map_err(|e| EngineError::io("truncate database file", e))?;
+        }
         Ok(())
     }
 
@@ -234,6 +251,10 @@ impl PageStore for FileStore {
 
     fn grow(&self, len: u64) -> Result<()> {
         self.core.grow(len)
+    }
+
+    fn shrink(&self, len: u64) -> Result<()> {
+        self.core.shrink(len)
     }
 
     fn path(&self) -> &Path {

@@ -1,15 +1,16 @@
-//! Read and write transactions.
+//! The write transaction: copy-on-write, split and merge, commit. (Readers: `read.rs`.)
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, MutexGuard};
 
-use crate::btree::cursor::{self, Cursor, PageRef, Range, Source};
-use crate::btree::db::{Db, Durability, Shared, Snapshot, WriterState, lock};
+use crate::btree::cursor::{self, PageRef, Range, Source};
+use crate::btree::db::{Db, Durability, Snapshot, WriterState};
 use crate::btree::node::{Branch, Child, Leaf, Node, Val};
 use crate::btree::page::{self, ELEMENT_BYTES, HEADER_BYTES, Meta, OVERFLOW_REF_BYTES, PageKind};
 use crate::btree::verified::VerifiedPages;
+use crate::btree::write::write_coalesced;
 use crate::btree::{PageId, TxnId};
 use crate::error::{EngineError, Result};
 
@@ -29,7 +30,7 @@ fn inline_value_max(page_size: usize) -> usize {
     page_size / 4
 }
 
-fn decode_bucket(src: &dyn Source, v: &[u8]) -> Result<(Option<PageId>, u64)> {
+pub(crate) fn decode_bucket(src: &dyn Source, v: &[u8]) -> Result<(Option<PageId>, u64)> {
     let (Some(root), Some(entries)) = (page::get_u64(v, 0), page::get_u64(v, 8)) else {
         return Err(src.corrupted(PageId(0), format!("bucket header of {} bytes", v.len())));
     };
@@ -44,165 +45,6 @@ fn check_bucket_name(name: &[u8]) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// A read-only view of one committed snapshot. Dropping it lets the writer reuse the pages
-/// only it could still see.
-pub struct ReadTxn {
-    shared: Arc<Shared>,
-    snap: Arc<Snapshot>,
-    reader_id: u64,
-}
-
-impl Source for ReadTxn {
-    fn load(&self, id: PageId) -> Result<PageRef<'_>> {
-        let s = &self.shared;
-        cursor::load_page(
-            &*self.snap.view,
-            s.store.path(),
-            s.page_size,
-            self.snap.page_count,
-            s.verify_mode(&self.snap.verified),
-            id,
-        )
-    }
-    fn node(&self, _idx: usize) -> Option<&Node> {
-        None
-    }
-    fn corrupted(&self, page: PageId, reason: String) -> EngineError {
-        page::corrupted(self.shared.store.path(), page, reason)
-    }
-}
-
-impl ReadTxn {
-    pub(crate) fn new(shared: Arc<Shared>, snap: Arc<Snapshot>, reader_id: u64) -> Self {
-        ReadTxn {
-            shared,
-            snap,
-            reader_id,
-        }
-    }
-
-    /// The transaction this snapshot shows.
-    pub fn txn_id(&self) -> TxnId {
-        self.snap.txn
-    }
-
-    fn bucket_root(&self, name: &[u8]) -> Result<Option<(Option<PageId>, u64)>> {
-        let root = self.snap.catalog.map(Child::Page);
-        match cursor::get(self, root, name)? {
-            Some(v) => decode_bucket(self, &v).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn root(&self, bucket: &[u8]) -> Result<Option<Child>> {
-        Ok(self
-            .bucket_root(bucket)?
-            .and_then(|(r, _)| r)
-            .map(Child::Page))
-    }
-
-    /// A handle on one bucket of this snapshot (`None` if it does not exist): looks the bucket
-    /// up once for many operations.
-    pub fn tree(&self, bucket: &[u8]) -> Result<Option<Tree<'_>>> {
-        Ok(self.bucket_root(bucket)?.map(|(root, entries)| Tree {
-            txn: self,
-            root: root.map(Child::Page),
-            entries,
-        }))
-    }
-
-    /// The value of `key` in `bucket`.
-    pub fn get(&self, bucket: &[u8], key: &[u8]) -> Result<Option<Cow<'_, [u8]>>> {
-        let root = self.root(bucket)?;
-        cursor::get(self, root, key)
-    }
-
-    /// Entries of `bucket` with keys between the bounds, ascending.
-    pub fn range(&self, bucket: &[u8], lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Result<Range<'_>> {
-        Ok(Range::new(self, self.root(bucket)?, lo, hi, false))
-    }
-
-    /// Entries of `bucket` with keys between the bounds, descending.
-    pub fn range_rev(
-        &self,
-        bucket: &[u8],
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-    ) -> Result<Range<'_>> {
-        Ok(Range::new(self, self.root(bucket)?, lo, hi, true))
-    }
-
-    /// A cursor over `bucket` (empty if the bucket does not exist).
-    pub fn cursor(&self, bucket: &[u8]) -> Result<Cursor<'_>> {
-        Ok(Cursor::new(self, self.root(bucket)?))
-    }
-
-    /// Number of entries in `bucket`, or `None` if it does not exist.
-    pub fn bucket_len(&self, bucket: &[u8]) -> Result<Option<u64>> {
-        Ok(self.bucket_root(bucket)?.map(|(_, n)| n))
-    }
-
-    /// Every bucket's name, ascending.
-    pub fn bucket_names(&self) -> Result<Vec<Vec<u8>>> {
-        let root = self.snap.catalog.map(Child::Page);
-        Range::new(self, root, Bound::Unbounded, Bound::Unbounded, false)
-            .map(|r| r.map(|(k, _)| k.into_owned()))
-            .collect()
-    }
-
-    pub(crate) fn bucket_root_page(&self, bucket: &[u8]) -> Result<Option<PageId>> {
-        Ok(self.bucket_root(bucket)?.and_then(|(r, _)| r))
-    }
-}
-
-/// One bucket of a read snapshot.
-#[derive(Clone, Copy)]
-pub struct Tree<'t> {
-    txn: &'t ReadTxn,
-    root: Option<Child>,
-    entries: u64,
-}
-
-impl<'t> Tree<'t> {
-    /// The value of `key`.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Cow<'t, [u8]>>> {
-        cursor::get(self.txn, self.root, key)
-    }
-
-    /// Entries between the bounds, ascending.
-    pub fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Range<'t> {
-        Range::new(self.txn, self.root, lo, hi, false)
-    }
-
-    /// Entries between the bounds, descending.
-    pub fn range_rev(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Range<'t> {
-        Range::new(self.txn, self.root, lo, hi, true)
-    }
-
-    /// A cursor over the bucket.
-    pub fn cursor(&self) -> Cursor<'t> {
-        Cursor::new(self.txn, self.root)
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> u64 {
-        self.entries
-    }
-
-    /// Whether the bucket is empty.
-    pub fn is_empty(&self) -> bool {
-        self.entries == 0
-    }
-}
-
-impl Drop for ReadTxn {
-    fn drop(&mut self) {
-        if let Ok(mut r) = lock(&self.shared.readers) {
-            r.end(self.snap.txn, self.reader_id);
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -227,6 +69,8 @@ pub struct WriteTxn<'db> {
     buckets: BTreeMap<Vec<u8>, BucketState>,
     /// Runs reachable from the base tree that this transaction no longer reaches.
     freed: Vec<(PageId, u64)>,
+    /// When the writer lock was taken.
+    began: std::time::Instant,
 }
 
 impl Source for WriteTxn<'_> {
@@ -266,6 +110,7 @@ impl<'db> WriteTxn<'db> {
             catalog,
             buckets: BTreeMap::new(),
             freed: Vec::new(),
+            began: std::time::Instant::now(),
         }
     }
 
@@ -485,6 +330,64 @@ impl<'db> WriteTxn<'db> {
             path.push((cur, pos));
             cur = idx;
         }
+    }
+
+    /// Copies the pages on the path to `key` in `bucket` (`None`: the catalog) to new pages at
+    /// commit, as any change would, without changing an entry. Defrag uses it to move pages
+    /// from the end of the file into free pages nearer the front (allocation takes the lowest
+    /// free pages). A bucket that does not exist, or an empty tree, is left alone.
+    pub(crate) fn touch(&mut self, bucket: Option<&[u8]>, key: &[u8]) -> Result<()> {
+        match bucket {
+            None => {
+                let mut catalog = self.catalog;
+                if catalog.is_some() {
+                    self.dirty_path(&mut catalog, key)?;
+                    self.catalog = catalog;
+                }
+            }
+            Some(name) => {
+                let Some(mut s) = self.state(name)? else {
+                    return Ok(());
+                };
+                let mut root = s.root;
+                if root.is_none() {
+                    return Ok(());
+                }
+                self.dirty_path(&mut root, key)?;
+                s.root = root;
+                s.dirty = true;
+                self.buckets.insert(name.to_vec(), s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites the value of `key` in `bucket` (an overflow value moves to a new run); `false`
+    /// if the key is gone.
+    pub(crate) fn rewrite(&mut self, bucket: &[u8], key: &[u8]) -> Result<bool> {
+        let Some(v) = self.get(bucket, key)?.map(|v| v.into_owned()) else {
+            return Ok(false);
+        };
+        self.put(bucket, key, &v)?;
+        Ok(true)
+    }
+
+    /// Ends the file at the start of the run of reusable free pages that ends it (see
+    /// `FreePages::cut_tail`): those pages leave the free set and the page count drops, in
+    /// this transaction's meta. Returns the new page count.
+    pub(crate) fn cut_tail(&mut self) -> u64 {
+        let page_count = self.guard.page_count;
+        let count = self.guard.free.cut_tail(page_count);
+        if count < self.guard.page_count {
+            self.guard.page_count = count;
+            self.guard.shrunk_at = self.txn;
+        }
+        count
+    }
+
+    /// The page count as this transaction stands (the file's allocated pages).
+    pub(crate) fn page_count(&self) -> u64 {
+        self.guard.page_count
     }
 
     /// Inserts or replaces `key` in `bucket` (created on demand).
@@ -762,7 +665,14 @@ impl<'db> WriteTxn<'db> {
     /// Commits. With [`Durability::Durable`] it returns once the transaction survives a crash;
     /// the pages are written and published under the writer lock, the fdatasyncs happen after
     /// it is released, so the next writer need not wait for them.
-    pub fn commit(mut self, durability: Durability) -> Result<()> {
+    pub fn commit(self, durability: Durability) -> Result<()> {
+        self.commit_timed(durability).map(|_| ())
+    }
+
+    /// [`WriteTxn::commit`], returning how long this transaction held the writer lock (from
+    /// `begin_write` returning to the lock's release): what it could have made another writer
+    /// wait.
+    pub(crate) fn commit_timed(mut self, durability: Durability) -> Result<std::time::Duration> {
         let shared = self.db.shared.clone();
         let meta = match self.prepare(durability) {
             Ok(m) => m,
@@ -771,10 +681,12 @@ impl<'db> WriteTxn<'db> {
                 return Err(e);
             }
         };
+        let began = self.began;
         drop(self);
+        let held = began.elapsed();
         match meta {
-            Some(meta) => shared.finish_durable(meta),
-            None => Ok(()),
+            Some(meta) => shared.finish_durable(meta).map(|()| held),
+            None => Ok(held),
         }
     }
 
@@ -895,46 +807,4 @@ fn overflow_run(v: Val, page_size: usize) -> Option<(PageId, u64)> {
         )),
         _ => None,
     }
-}
-
-/// Writes page runs in page order, merging neighbours into one write.
-fn write_coalesced(
-    shared: &Shared,
-    verified: &VerifiedPages,
-    mut writes: Vec<(PageId, Vec<u8>)>,
-) -> Result<()> {
-    let ps = shared.page_size as u64;
-    writes.sort_unstable_by_key(|(id, _)| *id);
-    for (id, buf) in &writes {
-        verified.clear_run(*id, buf.len() as u64 / ps);
-    }
-    let mut i = 0;
-    while i < writes.len() {
-        let start = writes[i].0;
-        // Validate each run right before it goes to disk.
-        let hdr = page::parse_header(&writes[i].1, start, shared.page_size);
-        assert!(
-            hdr.is_ok(),
-            "refusing to write an invalid page {}: {:?}",
-            start.0,
-            hdr.err()
-        );
-        let mut buf = std::mem::take(&mut writes[i].1);
-        let mut next = start.0 + buf.len() as u64 / ps;
-        i += 1;
-        while i < writes.len() && writes[i].0.0 == next && buf.len() < (1 << 20) {
-            let hdr = page::parse_header(&writes[i].1, writes[i].0, shared.page_size);
-            assert!(
-                hdr.is_ok(),
-                "refusing to write an invalid page {}: {:?}",
-                writes[i].0.0,
-                hdr.err()
-            );
-            next += writes[i].1.len() as u64 / ps;
-            buf.extend_from_slice(&writes[i].1);
-            i += 1;
-        }
-        shared.store.write_at(start.0 * ps, &buf)?;
-    }
-    Ok(())
 }

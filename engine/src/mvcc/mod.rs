@@ -5,6 +5,7 @@
 mod apply;
 mod key_index;
 mod kv;
+mod maintenance;
 mod ops;
 mod revision;
 mod store;

@@ -17,13 +17,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::btree::{Db, Durability, ReadTxn};
 use crate::mvcc::apply::Apply;
 use crate::mvcc::key_index::KeyIndex;
 use crate::mvcc::kv::KeyValue;
+use crate::mvcc::maintenance::{Cadence, Compactor, Syncer};
 use crate::mvcc::ops::*;
 use crate::mvcc::revision::Revision;
 use crate::mvcc::watch::{Event, Hub, HubLock, to_event};
@@ -33,7 +34,7 @@ pub(super) const KEY_BUCKET: &[u8] = b"key";
 pub const META_BUCKET: &[u8] = b"meta";
 const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 pub(super) const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
-const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+pub(super) const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 pub(super) const LEASE_BUCKET: &[u8] = b"lease";
 /// etcd's largest lease TTL in seconds.
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
@@ -45,8 +46,12 @@ pub struct MvccOptions {
     pub sync_interval: Duration,
     /// ... or once this many entries were applied since the last durable commit.
     pub sync_entries: u64,
-    /// Revisions removed per write transaction by physical compaction.
+    /// Revisions removed per write transaction by physical compaction (and four times the
+    /// keys compacted per hold of the index lock).
     pub compaction_batch: usize,
+    /// The compactor's pause between batches (etcd sleeps 10 ms), so it never takes the
+    /// writer lock back to back.
+    pub compaction_pause: Duration,
     /// Shorter lease TTLs are raised to this (etcd's minimum for its default 100 ms heartbeat
     /// and 1 s election timeout: ceil(1.5 × election timeout) = 2 s).
     pub lease_min_ttl: i64,
@@ -58,6 +63,7 @@ impl Default for MvccOptions {
             sync_interval: Duration::from_millis(100),
             sync_entries: 10_000,
             compaction_batch: 1000,
+            compaction_pause: Duration::from_millis(1),
             lease_min_ttl: 2,
         }
     }
@@ -102,18 +108,21 @@ pub(super) struct Change {
     pub(super) prev: Option<KeyValue>,
 }
 
-struct Cadence {
-    last_sync: Instant,
-    pending: u64,
-}
-
-/// The MVCC store.
+/// The MVCC store. It owns one thread, the compactor (`maintenance.rs`), stopped and joined
+/// when the store is dropped.
 pub struct MvccStore {
     pub(super) db: Db,
     opts: MvccOptions,
-    index: RwLock<Index>,
-    cadence: Mutex<Cadence>,
+    index: Arc<RwLock<Index>>,
+    pub(super) syncer: Syncer,
+    pub(super) compactor: Arc<Compactor>,
     pub(super) hub: HubLock,
+}
+
+impl Drop for MvccStore {
+    fn drop(&mut self) {
+        self.compactor.shutdown();
+    }
 }
 
 pub(super) fn storage(e: impl std::fmt::Display) -> MvccError {
@@ -183,8 +192,9 @@ impl Index {
 }
 
 impl MvccStore {
-    /// Opens the store kept in `db`, rebuilding the key index, and finishes a compaction a
-    /// crash interrupted.
+    /// Opens the store kept in `db`, rebuilding the key index, and starts the compactor
+    /// thread. A compaction a crash interrupted is refused to reads at once and finished by
+    /// the compactor in the background.
     pub fn open(db: Db, opts: MvccOptions) -> Result<MvccStore, MvccError> {
         let r = db.begin_read().map_err(storage)?;
         let meta = |k: &[u8]| -> Result<Option<i64>, MvccError> {
@@ -273,27 +283,34 @@ impl MvccStore {
         let keys: BTreeMap<Vec<u8>, KeyIndex> = built.into_iter().collect();
         // The scan touched every page once; do not keep them all resident for it.
         db.release_mapped_pages().map_err(storage)?;
-        let store = MvccStore {
-            db,
-            opts,
-            index: RwLock::new(Index {
-                keys,
-                current: current.max(scheduled),
-                compacted: finished,
-                applied,
-                leases,
-            }),
-            hub: Mutex::new(Hub::default()),
-            cadence: Mutex::new(Cadence {
+        let index = Arc::new(RwLock::new(Index {
+            keys,
+            current: current.max(scheduled),
+            compacted: finished.max(scheduled),
+            applied,
+            leases,
+        }));
+        let syncer = Syncer {
+            db: db.clone(),
+            cadence: Arc::new(Mutex::new(Cadence {
                 last_sync: Instant::now(),
                 pending: 0,
-            }),
+            })),
+            interval: opts.sync_interval,
+            entries: opts.sync_entries,
         };
+        let compactor = Compactor::start(syncer.clone(), index.clone(), &opts, finished)?;
         if scheduled > finished {
-            store.compact_index(scheduled)?;
-            store.compact_physical(scheduled)?;
+            compactor.schedule(scheduled)?;
         }
-        Ok(store)
+        Ok(MvccStore {
+            db,
+            opts,
+            index,
+            syncer,
+            compactor,
+            hub: Mutex::new(Hub::default()),
+        })
     }
 
     pub(super) fn read_index(&self) -> Result<std::sync::RwLockReadGuard<'_, Index>, MvccError> {
@@ -461,6 +478,11 @@ impl MvccStore {
             }
             idx.current = main;
             idx.applied = last_index;
+            if let Some(rev) = compact_to {
+                // Reads below the compaction are refused from now on; the compactor drops the
+                // history from the index and the tree in the background.
+                idx.compacted = idx.compacted.max(rev);
+            }
             drop(idx);
             // Published in the index first, then handed to synced watchers (see watch.rs).
             let mut hub = self.lock_hub()?;
@@ -476,41 +498,22 @@ impl MvccStore {
                 i = j;
             }
         }
-        if let Ok(mut c) = self.cadence.lock() {
-            c.pending += todo.len() as u64;
-        }
+        self.syncer.add(todo.len() as u64);
         if let Some(rev) = compact_to {
-            self.compact_index(rev)?;
-            self.compact_physical(rev)?;
+            self.compactor.schedule(rev)?;
         }
         Ok(results)
     }
 
     /// Makes everything applied durable.
     pub fn sync(&self) -> Result<(), MvccError> {
-        self.db.sync().map_err(storage)?;
-        if let Ok(mut c) = self.cadence.lock() {
-            c.pending = 0;
-            c.last_sync = Instant::now();
-        }
-        Ok(())
+        self.syncer.sync()
     }
 
     /// Syncs if the cadence says so (`sync_interval` elapsed or `sync_entries` applied);
     /// returns whether it did.
     pub fn maybe_sync(&self) -> Result<bool, MvccError> {
-        let due = match self.cadence.lock() {
-            Ok(c) => {
-                c.pending > 0
-                    && (c.pending >= self.opts.sync_entries
-                        || c.last_sync.elapsed() >= self.opts.sync_interval)
-            }
-            Err(_) => true,
-        };
-        if due {
-            self.sync()?;
-        }
-        Ok(due)
+        self.syncer.maybe_sync()
     }
 
     /// etcd's `HashKV`: CRC-32C over the bucket name `key` and every (revision key, value)
@@ -628,77 +631,6 @@ impl MvccStore {
             .filter(|(_, l)| remaining(l, now) <= 0)
             .map(|(id, _)| *id)
             .collect())
-    }
-
-    /// Drops compacted history from the index and records the compaction revision.
-    fn compact_index(&self, rev: i64) -> Result<HashSet<Revision>, MvccError> {
-        let mut idx = self.write_index()?;
-        let mut available = HashSet::new();
-        idx.keys.retain(|_, ki| {
-            ki.compact(rev, &mut available);
-            !ki.is_empty()
-        });
-        idx.compacted = idx.compacted.max(rev);
-        Ok(available)
-    }
-
-    /// Removes from the tree every revision `<= rev` that the index no longer holds, in
-    /// batches of `compaction_batch` per write transaction, then records it finished.
-    fn compact_physical(&self, rev: i64) -> Result<(), MvccError> {
-        let keep: HashSet<Revision> = {
-            let idx = self.read_index()?;
-            let mut keep = HashSet::new();
-            for ki in idx.keys.values() {
-                for g in ki.generations() {
-                    keep.extend(g.revs.iter().copied().filter(|r| r.main <= rev));
-                }
-            }
-            keep
-        };
-        let end = Revision::main_start_key(rev + 1);
-        let mut from: Vec<u8> = Vec::new();
-        loop {
-            let doomed: Vec<Vec<u8>> = {
-                let r = self.db.begin_read().map_err(storage)?;
-                let mut out = Vec::new();
-                for item in r
-                    .range(KEY_BUCKET, Bound::Included(&from), Bound::Excluded(&end))
-                    .map_err(storage)?
-                {
-                    let (k, _) = item.map_err(storage)?;
-                    let (r, _) = Revision::from_key(&k).map_err(storage)?;
-                    if !keep.contains(&r) {
-                        out.push(k.into_owned());
-                        if out.len() >= self.opts.compaction_batch {
-                            break;
-                        }
-                    }
-                }
-                out
-            };
-            let mut w = self.db.begin_write().map_err(storage)?;
-            for k in &doomed {
-                w.delete(KEY_BUCKET, k).map_err(storage)?;
-            }
-            let done = doomed.len() < self.opts.compaction_batch;
-            if done {
-                w.put(META_BUCKET, FINISHED_COMPACT, &rev.to_be_bytes())
-                    .map_err(storage)?;
-            }
-            w.commit(Durability::Fast).map_err(storage)?;
-            // Each batch counts toward the durability cadence like applied entries, so a long
-            // compaction becomes durable step by step (a crash then resumes it; see `open`).
-            if let Ok(mut c) = self.cadence.lock() {
-                c.pending += doomed.len() as u64 + 1;
-            }
-            self.maybe_sync()?;
-            if done {
-                return Ok(());
-            }
-            if let Some(last) = doomed.last() {
-                from = last.clone();
-            }
-        }
     }
 }
 
