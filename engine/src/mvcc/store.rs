@@ -781,8 +781,9 @@ pub(super) fn finish_range(
     }
     let sorting = !(order == SortOrder::None
         || (order == SortOrder::Ascend && req.sort_target == SortTarget::Key));
-    // Without filters or sorting only limit + 1 values are needed.
-    let take = if req.limit > 0 && !filters && !sorting {
+    // As etcd: with no filter and no explicit order, read limit + 1 keys (in key order), then
+    // sort those — a target other than the key with order NONE sorts only them.
+    let take = if req.limit > 0 && !filters && req.sort_order == SortOrder::None {
         (req.limit as usize).saturating_add(1)
     } else {
         usize::MAX
@@ -808,9 +809,12 @@ pub(super) fn finish_range(
                 SortTarget::Value => (0, kv.value.clone()),
             }
         };
-        kvs.sort_by_key(key);
+        // etcd's sort.Sort (sort.Reverse to descend) is a stable insertion sort up to 12
+        // entries: ties stay in key order both ways (beyond 12, its order is pdqsort's).
         if order == SortOrder::Descend {
-            kvs.reverse();
+            kvs.sort_by_key(|kv| std::cmp::Reverse(key(kv)));
+        } else {
+            kvs.sort_by_key(key);
         }
     }
     let mut more = false;
