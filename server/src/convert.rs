@@ -178,42 +178,132 @@ pub fn txn_request(t: pb::TxnRequest) -> Result<m::TxnRequest, Status> {
     })
 }
 
-/// A wire transaction response (without the header). Each operation's response carries a
-/// header with only the revision, as etcd fills them.
+/// A wire transaction response (without the header); `revision` is the transaction's header
+/// revision.
+///
+/// Each operation's response carries a header with only a revision, the one etcd 3.4's apply
+/// gives it: with `begin` the revision before the transaction, a put says `begin + 1`; a
+/// range says `begin`, or `begin + 1` once an earlier operation changed something; a delete
+/// likewise, counting itself; a nested transaction's own header says 0 (etcd never fills it).
 pub fn txn_response(t: m::TxnResponse, revision: i64) -> pb::TxnResponse {
+    let begin = if changes(&t) { revision - 1 } else { revision };
+    let mut changed = false;
+    txn_responses(t, begin, &mut changed)
+}
+
+/// Whether a transaction's executed operations changed anything.
+fn changes(t: &m::TxnResponse) -> bool {
+    t.responses.iter().any(|r| match r {
+        m::ResponseOp::Range(_) => false,
+        m::ResponseOp::Put(_) => true,
+        m::ResponseOp::DeleteRange(d) => d.deleted > 0,
+        m::ResponseOp::Txn(t) => changes(t),
+    })
+}
+
+fn txn_responses(t: m::TxnResponse, begin: i64, changed: &mut bool) -> pb::TxnResponse {
     use pb::response_op::Response;
-    let header = &pb::ResponseHeader {
-        revision,
-        ..Default::default()
+    let header = |revision| {
+        Some(pb::ResponseHeader {
+            revision,
+            ..Default::default()
+        })
     };
+    let mut responses = Vec::with_capacity(t.responses.len());
+    for r in t.responses {
+        let response = match r {
+            m::ResponseOp::Range(r) => Response::ResponseRange(pb::RangeResponse {
+                header: header(begin + i64::from(*changed)),
+                ..range_response(r)
+            }),
+            m::ResponseOp::Put(r) => {
+                *changed = true;
+                Response::ResponsePut(pb::PutResponse {
+                    header: header(begin + 1),
+                    ..put_response(r)
+                })
+            }
+            m::ResponseOp::DeleteRange(r) => {
+                *changed |= r.deleted > 0;
+                Response::ResponseDeleteRange(pb::DeleteRangeResponse {
+                    header: header(begin + i64::from(*changed)),
+                    ..delete_response(r)
+                })
+            }
+            m::ResponseOp::Txn(t) => Response::ResponseTxn(pb::TxnResponse {
+                header: header(0),
+                ..txn_responses(t, begin, changed)
+            }),
+        };
+        responses.push(pb::ResponseOp {
+            response: Some(response),
+        });
+    }
     pb::TxnResponse {
         header: None,
         succeeded: t.succeeded,
-        responses: t
-            .responses
-            .into_iter()
-            .map(|r| pb::ResponseOp {
-                response: Some(match r {
-                    m::ResponseOp::Range(r) => Response::ResponseRange(pb::RangeResponse {
-                        header: Some(*header),
-                        ..range_response(r)
-                    }),
-                    m::ResponseOp::Put(r) => Response::ResponsePut(pb::PutResponse {
-                        header: Some(*header),
-                        ..put_response(r)
-                    }),
-                    m::ResponseOp::DeleteRange(r) => {
-                        Response::ResponseDeleteRange(pb::DeleteRangeResponse {
-                            header: Some(*header),
-                            ..delete_response(r)
-                        })
-                    }
-                    m::ResponseOp::Txn(t) => Response::ResponseTxn(pb::TxnResponse {
-                        header: Some(*header),
-                        ..txn_response(t, revision)
-                    }),
-                }),
+        responses,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revisions(t: &pb::TxnResponse) -> Vec<i64> {
+        use pb::response_op::Response;
+        let mut out = Vec::new();
+        for r in &t.responses {
+            match &r.response {
+                Some(Response::ResponseRange(x)) => out.extend(x.header.map(|h| h.revision)),
+                Some(Response::ResponsePut(x)) => out.extend(x.header.map(|h| h.revision)),
+                Some(Response::ResponseDeleteRange(x)) => out.extend(x.header.map(|h| h.revision)),
+                Some(Response::ResponseTxn(x)) => {
+                    out.extend(x.header.map(|h| h.revision));
+                    out.extend(revisions(x));
+                }
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// Strata gave every operation of a transaction the transaction's revision; etcd 3.4
+    /// gives a range or a delete before any change the revision before the transaction, and a
+    /// nested transaction's own header 0 (found by the differential test).
+    #[test]
+    fn txn_operation_headers_carry_etcds_revisions() {
+        let range = || m::ResponseOp::Range(m::RangeResponse::default());
+        let del = |deleted| {
+            m::ResponseOp::DeleteRange(m::DeleteRangeResponse {
+                deleted,
+                prev_kvs: Vec::new(),
             })
-            .collect(),
+        };
+        let put = || m::ResponseOp::Put(m::PutResponse { prev_kv: None });
+        let t = m::TxnResponse {
+            succeeded: true,
+            responses: vec![
+                range(),
+                del(0),
+                m::ResponseOp::Txn(m::TxnResponse {
+                    succeeded: false,
+                    responses: vec![range(), put(), range()],
+                }),
+                del(0),
+                range(),
+            ],
+        };
+        // Before the put: 9 (the revision before); the nested header: 0; after: 10.
+        assert_eq!(
+            revisions(&txn_response(t, 10)),
+            vec![9, 9, 0, 9, 10, 10, 10, 10]
+        );
+        // Read-only (nothing changed): everything at the current revision.
+        let t = m::TxnResponse {
+            succeeded: true,
+            responses: vec![range(), del(0)],
+        };
+        assert_eq!(revisions(&txn_response(t, 7)), vec![7, 7]);
     }
 }
