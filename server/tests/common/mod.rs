@@ -160,7 +160,9 @@ fn tool(bin: &str, package: &str) -> Option<PathBuf> {
     match find(bin) {
         Some(p) => Some(p),
         None if required() => {
-            panic!("{bin} is required (STRATA_REQUIRE_ETCDCTL=1) but not on PATH: apt-get install {package}")
+            panic!(
+                "{bin} is required (STRATA_REQUIRE_ETCDCTL=1) but not on PATH: apt-get install {package}"
+            )
         }
         None => {
             eprintln!(
