@@ -210,3 +210,65 @@ fn watch_prev_kv_of_a_key_written_twice_in_one_txn_is_from_before_the_txn() {
         .collect();
     assert_eq!(prev, [Some(b"old".to_vec()), Some(b"old".to_vec())]);
 }
+
+/// A put with `ignore_value` on a missing key and an unknown lease: Strata said "key not
+/// found"; etcd's applier looks the lease up first for a put on its own ("requested lease not
+/// found"), while inside a transaction `checkRequestPut` checks the key first.
+#[test]
+fn put_on_a_missing_key_with_an_unknown_lease_fails_as_etcd() {
+    let s = open();
+    let p = PutRequest {
+        key: "missing".into(),
+        lease: 99,
+        ignore_value: true,
+        ..PutRequest::default()
+    };
+    let e = s
+        .apply(&[(1, WriteRequest::Put(p.clone()))])
+        .unwrap()
+        .remove(0)
+        .unwrap_err();
+    assert_eq!(e, MvccError::LeaseNotFound);
+    let t = TxnRequest {
+        success: vec![RequestOp::Put(p)],
+        ..TxnRequest::default()
+    };
+    let e = s
+        .apply(&[(2, WriteRequest::Txn(t))])
+        .unwrap()
+        .remove(0)
+        .unwrap_err();
+    assert_eq!(e, MvccError::KeyNotFound);
+}
+
+/// A transaction with a range at a future revision and then a put with an unknown lease:
+/// Strata checked in operation order ("future revision"); etcd checks every put on the path
+/// before any range ("requested lease not found").
+#[test]
+fn txn_checks_puts_before_ranges_as_etcd() {
+    let s = open();
+    let t = TxnRequest {
+        success: vec![
+            RequestOp::Range(RangeRequest {
+                key: "a".into(),
+                revision: 50,
+                ..RangeRequest::default()
+            }),
+            nested(
+                vec![RequestOp::Put(PutRequest {
+                    key: "b".into(),
+                    lease: 99,
+                    ..PutRequest::default()
+                })],
+                vec![],
+            ),
+        ],
+        ..TxnRequest::default()
+    };
+    let e = s
+        .apply(&[(1, WriteRequest::Txn(t))])
+        .unwrap()
+        .remove(0)
+        .unwrap_err();
+    assert_eq!(e, MvccError::LeaseNotFound);
+}

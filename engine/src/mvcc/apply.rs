@@ -40,7 +40,7 @@ impl Apply<'_, '_> {
         let mut sub = 0;
         let response = match req {
             WriteRequest::Put(p) => {
-                self.check_put(p)?;
+                self.check_put(p, false)?;
                 WriteResponse::Put(self.put(p, rev, &mut sub)?)
             }
             WriteRequest::DeleteRange(d) => {
@@ -135,7 +135,10 @@ impl Apply<'_, '_> {
         Ok(out)
     }
 
-    fn check_put(&mut self, p: &PutRequest) -> Result<(), MvccError> {
+    /// A put's checks. When both a missing key (for `ignore_value`/`ignore_lease`) and an
+    /// unknown lease apply, etcd reports the lease for a put on its own (its applier looks the
+    /// lease up first) and the key for a put inside a transaction (`checkRequestPut`).
+    fn check_put(&mut self, p: &PutRequest, in_txn: bool) -> Result<(), MvccError> {
         if p.key.is_empty() {
             return Err(MvccError::EmptyKey);
         }
@@ -145,10 +148,14 @@ impl Apply<'_, '_> {
         if p.ignore_lease && p.lease != 0 {
             return Err(MvccError::LeaseProvided);
         }
+        let lease_missing = p.lease != 0 && !self.lease_exists(p.lease);
+        if lease_missing && !in_txn {
+            return Err(MvccError::LeaseNotFound);
+        }
         if (p.ignore_value || p.ignore_lease) && self.latest(&p.key)?.is_none() {
             return Err(MvccError::KeyNotFound);
         }
-        if p.lease != 0 && !self.lease_exists(p.lease) {
+        if lease_missing {
             return Err(MvccError::LeaseNotFound);
         }
         Ok(())
@@ -337,9 +344,8 @@ impl Apply<'_, '_> {
     }
 
     /// Evaluates every compare on the path a transaction will take, nested ones included,
-    /// against the state before the transaction writes anything (as etcd does), and checks
-    /// every operation on that path. Returns the branch taken by each transaction, in the
-    /// order they will run.
+    /// against the state before the transaction writes anything (as etcd does). Returns the
+    /// branch taken by each transaction, in the order they will run.
     fn txn_path(&mut self, t: &TxnRequest, path: &mut Vec<bool>) -> Result<(), MvccError> {
         let mut ok = true;
         for c in &t.compare {
@@ -350,7 +356,6 @@ impl Apply<'_, '_> {
         }
         path.push(ok);
         let ops = if ok { &t.success } else { &t.failure };
-        self.check_ops(ops)?;
         for op in ops {
             if let RequestOp::Txn(inner) = op {
                 self.txn_path(inner, path)?;
@@ -362,6 +367,11 @@ impl Apply<'_, '_> {
     fn txn(&mut self, t: &TxnRequest, main: i64, sub: &mut i64) -> Result<TxnResponse, MvccError> {
         let mut path = Vec::new();
         self.txn_path(t, &mut path)?;
+        // As etcd's applier: every put on the path is checked first, then every range, so
+        // with both wrong the put's error is the answer.
+        for puts in [true, false] {
+            self.check_path(t, &path, &mut 0, puts)?;
+        }
         path.reverse();
         self.run_txn(t, &mut path, main, sub)
     }
@@ -392,13 +402,30 @@ impl Apply<'_, '_> {
         })
     }
 
-    fn check_ops(&mut self, ops: &[RequestOp]) -> Result<(), MvccError> {
-        for op in ops {
+    /// Checks the puts (`puts`) or else the ranges and deletes on the path, in the order
+    /// they would run; `at` walks `path`.
+    fn check_path(
+        &mut self,
+        t: &TxnRequest,
+        path: &[bool],
+        at: &mut usize,
+        puts: bool,
+    ) -> Result<(), MvccError> {
+        let ok = *path
+            .get(*at)
+            .ok_or_else(|| storage("transaction path bookkeeping"))?;
+        *at += 1;
+        for op in if ok { &t.success } else { &t.failure } {
             match op {
-                RequestOp::Put(p) => self.check_put(p)?,
-                RequestOp::DeleteRange(d) if d.key.is_empty() => return Err(MvccError::EmptyKey),
-                RequestOp::Range(r) if r.key.is_empty() => return Err(MvccError::EmptyKey),
-                RequestOp::Range(r) => {
+                RequestOp::Txn(inner) => self.check_path(inner, path, at, puts)?,
+                RequestOp::Put(p) if puts => self.check_put(p, true)?,
+                RequestOp::DeleteRange(d) if !puts && d.key.is_empty() => {
+                    return Err(MvccError::EmptyKey);
+                }
+                RequestOp::Range(r) if !puts => {
+                    if r.key.is_empty() {
+                        return Err(MvccError::EmptyKey);
+                    }
                     check_revision(r.revision, self.idx.current.max(self.main), self.compacted)?;
                 }
                 _ => {}
