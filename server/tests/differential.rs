@@ -594,8 +594,13 @@ async fn strata_answers_generated_operations_as_etcd_does() {
     let Some(etcd_bin) = common::etcd() else {
         return;
     };
+    // STRATA_DIFF_EXTRA_SEEDS=n adds seeds 1000..1000+n, to hunt for differences.
+    let extra: u64 = std::env::var("STRATA_DIFF_EXTRA_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let (mut n, mut w, mut h) = (0, 0, 0);
-    for seed in SEEDS {
+    for seed in SEEDS.into_iter().chain(1000..1000 + extra) {
         let (ops, events, hashes) = run_seed(&etcd_bin, seed, OPS_PER_SEED).await;
         n += ops;
         w += events;
