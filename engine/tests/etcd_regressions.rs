@@ -272,3 +272,21 @@ fn txn_checks_puts_before_ranges_as_etcd() {
         .unwrap_err();
     assert_eq!(e, MvccError::LeaseNotFound);
 }
+
+/// HashKV at a negative revision: Strata hashed the current revision; etcd's HashByRev takes
+/// only 0 as "current", so a negative revision hashes no revision (just the bucket name).
+#[test]
+fn hash_kv_at_a_negative_revision_hashes_nothing_as_etcd() {
+    let s = open();
+    s.apply(&[(
+        1,
+        WriteRequest::Put(PutRequest {
+            key: "a".into(),
+            value: "1".into(),
+            ..PutRequest::default()
+        }),
+    )])
+    .unwrap();
+    assert_eq!(s.hash_kv(-1).unwrap(), (crc32c::crc32c(b"key"), 0, -1));
+    assert_ne!(s.hash_kv(0).unwrap().0, crc32c::crc32c(b"key"));
+}

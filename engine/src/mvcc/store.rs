@@ -534,7 +534,12 @@ impl MvccStore {
                     compacted: idx.compacted,
                 });
             }
-            let upper = if revision <= 0 { idx.current } else { revision };
+            // As etcd's HashByRev: only 0 means the current revision; a negative one hashes
+            // no revision at all, just the bucket name.
+            if revision < 0 {
+                return Ok((crc32c::crc32c(KEY_BUCKET), idx.compacted, revision));
+            }
+            let upper = if revision == 0 { idx.current } else { revision };
             // As etcd's HashByRev: the revisions a compaction at the hash revision would keep
             // (not at the compaction revision) decide which compacted-range revisions count.
             let mut keep = HashSet::new();
