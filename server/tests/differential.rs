@@ -16,6 +16,8 @@ mod common;
 mod generator;
 #[path = "differential/norm.rs"]
 mod norm;
+#[path = "differential/probes.rs"]
+mod probes;
 #[path = "differential/watch.rs"]
 mod watch;
 
@@ -207,7 +209,7 @@ impl Run {
         // current one.
         if let Ok(h) = &a {
             let h = h.get_ref();
-            let want = if r.revision > 0 {
+            let want = if r.revision != 0 {
                 r.revision
             } else {
                 h.header.map_or(0, |h| h.revision)
@@ -521,6 +523,9 @@ async fn closing_checks(run: &mut Run) {
         .await;
     }
     run.op(Op::Leases).await;
+    for op in probes::probes() {
+        run.op(op).await;
+    }
 }
 
 /// HashKV when a compaction at the hash revision would keep nothing (no key live): etcd then
