@@ -336,6 +336,39 @@ impl Run {
         self.watches.push(WatchPair { strata, etcd, ids });
     }
 
+    /// Mid-run changes to the open streams: a cancel, a watcher with an explicit ID and one
+    /// reusing it (refused), and progress requests — whose revisions must agree.
+    async fn change_watches(&mut self) {
+        let first = &self.watches[0];
+        first.strata.cancel(1).await;
+        first.etcd.cancel(1).await;
+        let req = pb::WatchCreateRequest {
+            key: b"a".to_vec(),
+            range_end: b"c".to_vec(),
+            watch_id: 100,
+            prev_kv: true,
+            ..Default::default()
+        };
+        let reqs = vec![
+            ("explicit ID 100".to_string(), req.clone()),
+            ("explicit ID 100 again".to_string(), req),
+        ];
+        self.open_watches(reqs).await;
+        self.compare_progress().await;
+    }
+
+    /// A progress request on every stream: the notices' revisions must agree.
+    async fn compare_progress(&mut self) {
+        for (i, p) in self.watches.iter().enumerate() {
+            let (a, b) = tokio::join!(p.strata.progress(), p.etcd.progress());
+            if a != b {
+                self.mismatches.push(format!(
+                    "progress on watch stream {i}: strata revision {a}, etcd revision {b}"
+                ));
+            }
+        }
+    }
+
     /// Compares every watcher's responses; returns how many events were compared.
     fn compare_watches(&mut self) -> usize {
         let mut n = 0;
@@ -459,11 +492,15 @@ async fn run_seed(etcd_bin: &std::path::Path, seed: u64, ops: usize) -> (usize, 
             let (c, r) = (run.model.compacted, run.model.revision);
             run.open_watches(later_watchers(c, r)).await;
         }
+        if i == 2 * ops / 3 {
+            run.change_watches().await;
+        }
         let op = generator::op(&mut rng, run.model);
         run.op(op).await;
     }
     closing_checks(&mut run).await;
     run.quiesce().await;
+    run.compare_progress().await;
     let events = run.compare_watches();
     if !run.mismatches.is_empty() {
         let shown: Vec<&String> = run.mismatches.iter().take(25).collect();

@@ -69,6 +69,49 @@ impl Stream {
         }
     }
 
+    async fn send(&self, request_union: pb::watch_request::RequestUnion) {
+        self.tx
+            .send(pb::WatchRequest {
+                request_union: Some(request_union),
+            })
+            .await
+            .expect("send a watch request");
+    }
+
+    /// Cancels watcher `id` (its answer is compared with the control responses).
+    pub async fn cancel(&self, watch_id: i64) {
+        use pb::watch_request::RequestUnion;
+        self.send(RequestUnion::CancelRequest(pb::WatchCancelRequest {
+            watch_id,
+        }))
+        .await;
+    }
+
+    /// Asks for a progress notification and waits for it (watch ID -1, no events); returns
+    /// its header revision.
+    pub async fn progress(&self) -> i64 {
+        use pb::watch_request::RequestUnion;
+        let notices = || -> Vec<i64> {
+            let log = self.log.lock().unwrap();
+            log.iter()
+                .filter(|r| r.watch_id == -1 && !r.created && r.events.is_empty())
+                .map(|r| r.header.map_or(0, |h| h.revision))
+                .collect()
+        };
+        let before = notices().len();
+        self.send(RequestUnion::ProgressRequest(pb::WatchProgressRequest {}))
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = notices();
+            if n.len() > before {
+                return n[before];
+            }
+            assert!(Instant::now() < deadline, "no progress notification");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// The events delivered to watcher `id`, in order.
     pub fn events(&self, id: i64) -> Vec<mvccpb::Event> {
         let log = self.log.lock().unwrap();
