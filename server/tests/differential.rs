@@ -266,7 +266,7 @@ impl Run {
         let (a, b) = tokio::join!(s.kv.compact(r), e.kv.compact(r));
         if self.check("compact", &r, answer(a), answer(b)).is_some() {
             self.model.compacted = r.revision;
-            self.wait_etcd_compaction(r.revision);
+            self.wait_etcd_compaction(r.revision).await;
         }
     }
 
@@ -275,7 +275,7 @@ impl Run {
     /// compaction answers before that). HashKV counts what readers see on disk, so wait until
     /// etcd logs the end of this compaction, then past one batch commit. Strata's compaction
     /// is done and visible when its answer comes.
-    fn wait_etcd_compaction(&self, revision: i64) {
+    async fn wait_etcd_compaction(&self, revision: i64) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let text = format!("finished scheduled compaction at {revision} ");
         let json = format!("\"compact-revision\":{revision},");
@@ -285,32 +285,41 @@ impl Run {
                 l.contains(&text)
                     || (l.contains("finished scheduled compaction") && l.contains(&json))
             }) {
-                std::thread::sleep(Duration::from_millis(300));
+                tokio::time::sleep(Duration::from_millis(300)).await;
                 return;
             }
             assert!(
                 Instant::now() < deadline,
                 "etcd did not log the end of compaction at {revision}:\n{log}"
             );
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
-    /// Waits until no watch stream has received anything for a while (both servers deliver
-    /// to caught-up watchers at once and to catching-up ones within 100 ms).
+    /// Waits until every watcher has as many events from Strata as from etcd and no stream
+    /// has received anything for a while (both deliver to caught-up watchers at once, and
+    /// etcd to catching-up ones within 100 ms). Gives up after 15 s: the comparison at the
+    /// end then shows what is missing.
     async fn quiesce(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
-        let count = |w: &[WatchPair]| -> Vec<usize> {
-            w.iter()
+        let count = |w: &[WatchPair]| -> (Vec<usize>, bool) {
+            let lens = w
+                .iter()
                 .flat_map(|p| [p.strata.len(), p.etcd.len()])
-                .collect()
+                .collect();
+            let even = w.iter().all(|p| {
+                p.ids
+                    .iter()
+                    .all(|(id, _)| p.strata.events(*id).len() == p.etcd.events(*id).len())
+            });
+            (lens, even)
         };
-        let mut last = count(&self.watches);
+        let (mut last, _) = count(&self.watches);
         let mut quiet_since = Instant::now();
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
-            let now = count(&self.watches);
-            if now != last {
+            let (now, even) = count(&self.watches);
+            if now != last || !even {
                 last = now;
                 quiet_since = Instant::now();
             } else if quiet_since.elapsed() > Duration::from_millis(250) {
