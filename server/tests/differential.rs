@@ -511,6 +511,16 @@ async fn run_seed(etcd_bin: &std::path::Path, seed: u64, ops: usize) -> (usize, 
     run.quiesce().await;
     run.compare_progress().await;
     let events = run.compare_watches();
+    // The run must have exercised a compacted start: the first later watcher is refused.
+    let refused = run.watches[1]
+        .etcd
+        .control(run.watches[1].ids[0].0)
+        .iter()
+        .any(|r| r.canceled && r.compact_revision > 0);
+    assert!(
+        refused,
+        "seed {seed}: the compacted-start watcher was not refused"
+    );
     if !run.mismatches.is_empty() {
         let shown: Vec<&String> = run.mismatches.iter().take(25).collect();
         panic!(
