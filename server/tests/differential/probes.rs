@@ -53,10 +53,22 @@ pub fn probes() -> Vec<Op> {
         // Enum values outside etcd's. Not sort options: etcd 3.4 sorts nothing with an
         // unknown order and dies on an unknown target (a nil sorter); etcd 3.5 refuses both
         // with "invalid sort option", as Strata does (`check.rs`).
-        // Not compare results or targets: etcd evaluates an unknown result as true and an
-        // unknown target as equal; Strata refuses both (`convert.rs`), knowingly.
-        // A compare whose union names another field than its target.
-        txn(vec![compare("a", 0, 3)], vec![put("a")]),
+        // Compares with unknown results or targets, or a union naming another field than the
+        // target, on a key that exists ("a") and one that does not ("nokey").
+        txn(Vec::new(), vec![put("a")]),
+        txn(vec![compare("a", 9, 0)], vec![put("r9")]),
+        txn(vec![compare("a", 0, 9)], vec![put("t9")]),
+        txn(vec![compare("a", 1, 9)], vec![put("t9g")]),
+        txn(vec![compare("a", 9, 9)], vec![put("rt9")]),
+        txn(vec![compare("nokey", 9, 3)], vec![put("r9v")]),
+        txn(vec![compare("a", 9, 3)], vec![put("r9va")]),
+        txn(vec![compare("a", 0, 3)], vec![put("uv")]),
+        txn(vec![compare("a", 3, 3)], vec![put("uvn")]),
+        txn(vec![compare("nokey", 0, 3)], vec![put("uvm")]),
+        txn(vec![compare("a", 0, 4)], vec![put("ul")]),
+        txn(vec![compare("nokey", 0, 4)], vec![put("ulm")]),
+        txn(vec![compare("a", 2, 4)], vec![put("ulg")]),
+        txn(vec![compare("a", 1, 1)], vec![put("uc")]),
         // An empty operation in a transaction.
         txn(Vec::new(), vec![pb::RequestOp { request: None }]),
         // 129 operations: one more than etcd's --max-txn-ops.
