@@ -81,6 +81,29 @@ struct Run {
     hashes_not_compared: usize,
 }
 
+/// One keep-alive request on a new stream and its first answer.
+async fn keep_alive(
+    side: &mut Side,
+    r: pb::LeaseKeepAliveRequest,
+) -> Answer<pb::LeaseKeepAliveResponse> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(r).await.expect("queue a keep-alive");
+    let call = side
+        .lease
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    let mut stream = match call {
+        Ok(s) => s.into_inner(),
+        Err(s) => return Err((s.code(), s.message().to_string())),
+    };
+    let next = tokio::time::timeout(Duration::from_secs(10), stream.message()).await;
+    match next.expect("a keep-alive answer within 10 s") {
+        Ok(Some(r)) => Ok(r.norm()),
+        Ok(None) => Err((tonic::Code::Unknown, "stream closed".into())),
+        Err(s) => Err((s.code(), s.message().to_string())),
+    }
+}
+
 /// Whether a transaction's executed operations deleted a key.
 fn deletes(t: &pb::TxnResponse) -> bool {
     use pb::response_op::Response;
@@ -197,6 +220,10 @@ impl Run {
                 let r = pb::LeaseLeasesRequest {};
                 let (a, b) = tokio::join!(s.lease.lease_leases(r), e.lease.lease_leases(r));
                 self.check("leases", &r, answer(a), answer(b));
+            }
+            Op::KeepAlive(r) => {
+                let (a, b) = tokio::join!(keep_alive(&mut s, r), keep_alive(&mut e, r));
+                self.check("lease keep-alive", &r, a, b);
             }
             Op::HashKv(r) => self.hash_kv(r).await,
         }
@@ -486,10 +513,20 @@ async fn run_seed(etcd_bin: &std::path::Path, seed: u64, ops: usize) -> (usize, 
     let mut rng = Rng::new(seed);
     for i in 0..ops {
         if i == ops / 3 {
-            // A compaction for the later watchers to start before; not at a revision that
-            // deleted something: a watcher starting at the compaction revision gets that
-            // revision's deletes from Strata and not from etcd (see `hash_differs_by_design`).
-            let mut revision = (run.model.revision - 8).max(run.model.compacted + 1);
+            // A compaction for the later watchers to start before (at 2 or later, so that one
+            // of them starts compacted); not at a revision that deleted something: a watcher
+            // starting at the compaction revision gets that revision's deletes from Strata and
+            // not from etcd (see `hash_differs_by_design`). Two puts first make sure there is
+            // such a revision past the last compaction.
+            for value in ["w1", "w2"] {
+                run.op(Op::Put(pb::PutRequest {
+                    key: b"z".to_vec(),
+                    value: value.into(),
+                    ..Default::default()
+                }))
+                .await;
+            }
+            let mut revision = (run.model.revision - 8).max(run.model.compacted + 1).max(2);
             while run.deletes.contains(&revision) && revision < run.model.revision {
                 revision += 1;
             }

@@ -79,6 +79,8 @@ pub enum Op {
     Revoke(pb::LeaseRevokeRequest),
     TimeToLive(pb::LeaseTimeToLiveRequest),
     Leases,
+    /// One keep-alive on a fresh stream: the answer's TTL is the granted one (0: unknown).
+    KeepAlive(pb::LeaseKeepAliveRequest),
     HashKv(pb::HashKvRequest),
 }
 
@@ -389,6 +391,7 @@ pub fn op(rng: &mut Rng, m: Model) -> Op {
             keys: rng.chance(70),
         }),
         90 => Op::Leases,
+        91..=92 => Op::KeepAlive(pb::LeaseKeepAliveRequest { id: lease(rng) }),
         _ => Op::HashKv(hash_kv(rng, m)),
     }
 }

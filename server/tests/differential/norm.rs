@@ -52,7 +52,8 @@ header_only!(
     pb::DeleteRangeResponse,
     pb::CompactionResponse,
     pb::LeaseGrantResponse,
-    pb::LeaseRevokeResponse
+    pb::LeaseRevokeResponse,
+    pb::LeaseKeepAliveResponse
 );
 
 impl Norm for pb::HashKvResponse {
