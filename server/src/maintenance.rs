@@ -69,7 +69,14 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
         Ok(Response::new(pb::HashKvResponse {
             header: Some(self.ctx.header(current)),
             hash,
-            compact_revision,
+            // etcd's compaction revision starts at -1 and HashKV reports it so until the first
+            // compaction; the engine counts "never compacted" as 0 (and refuses compacting at
+            // 0, which etcd would accept once).
+            compact_revision: if compact_revision == 0 {
+                -1
+            } else {
+                compact_revision
+            },
             hash_revision,
         }))
     }

@@ -40,7 +40,7 @@ impl Apply<'_, '_> {
         let mut sub = 0;
         let response = match req {
             WriteRequest::Put(p) => {
-                self.check_put(p)?;
+                self.check_put(p, false)?;
                 WriteResponse::Put(self.put(p, rev, &mut sub)?)
             }
             WriteRequest::DeleteRange(d) => {
@@ -135,7 +135,10 @@ impl Apply<'_, '_> {
         Ok(out)
     }
 
-    fn check_put(&mut self, p: &PutRequest) -> Result<(), MvccError> {
+    /// A put's checks. When both a missing key (for `ignore_value`/`ignore_lease`) and an
+    /// unknown lease apply, etcd reports the lease for a put on its own (its applier looks the
+    /// lease up first) and the key for a put inside a transaction (`checkRequestPut`).
+    fn check_put(&mut self, p: &PutRequest, in_txn: bool) -> Result<(), MvccError> {
         if p.key.is_empty() {
             return Err(MvccError::EmptyKey);
         }
@@ -145,10 +148,14 @@ impl Apply<'_, '_> {
         if p.ignore_lease && p.lease != 0 {
             return Err(MvccError::LeaseProvided);
         }
+        let lease_missing = p.lease != 0 && !self.lease_exists(p.lease);
+        if lease_missing && !in_txn {
+            return Err(MvccError::LeaseNotFound);
+        }
         if (p.ignore_value || p.ignore_lease) && self.latest(&p.key)?.is_none() {
             return Err(MvccError::KeyNotFound);
         }
-        if p.lease != 0 && !self.lease_exists(p.lease) {
+        if lease_missing {
             return Err(MvccError::LeaseNotFound);
         }
         Ok(())
@@ -249,6 +256,19 @@ impl Apply<'_, '_> {
         } else {
             kv.clone()
         };
+        // A watcher's previous value is the key's value at the revision before (etcd reads it
+        // at mod_revision - 1 when it sends the event): a key written earlier in this same
+        // revision — a transaction's nested put, then a later sibling's delete — shows the
+        // value from before the transaction, not that put.
+        let event_prev = match &prev {
+            Some(p) if p.mod_revision == rev.main => self
+                .changes
+                .iter()
+                .rev()
+                .find(|c| c.key == kv.key && c.rev.main == rev.main)
+                .and_then(|c| c.prev.clone()),
+            other => other.clone(),
+        };
         self.changes.push(Change {
             key: kv.key.clone(),
             rev,
@@ -256,7 +276,7 @@ impl Apply<'_, '_> {
             lease: kv.lease,
             old_lease: prev.as_ref().map_or(0, |p| p.lease),
             kv: event_kv,
-            prev,
+            prev: event_prev,
         });
         let key = kv.key.clone();
         self.overlay.insert(key, (!tombstone).then_some(kv));
@@ -324,9 +344,8 @@ impl Apply<'_, '_> {
     }
 
     /// Evaluates every compare on the path a transaction will take, nested ones included,
-    /// against the state before the transaction writes anything (as etcd does), and checks
-    /// every operation on that path. Returns the branch taken by each transaction, in the
-    /// order they will run.
+    /// against the state before the transaction writes anything (as etcd does). Returns the
+    /// branch taken by each transaction, in the order they will run.
     fn txn_path(&mut self, t: &TxnRequest, path: &mut Vec<bool>) -> Result<(), MvccError> {
         let mut ok = true;
         for c in &t.compare {
@@ -337,7 +356,6 @@ impl Apply<'_, '_> {
         }
         path.push(ok);
         let ops = if ok { &t.success } else { &t.failure };
-        self.check_ops(ops)?;
         for op in ops {
             if let RequestOp::Txn(inner) = op {
                 self.txn_path(inner, path)?;
@@ -349,6 +367,11 @@ impl Apply<'_, '_> {
     fn txn(&mut self, t: &TxnRequest, main: i64, sub: &mut i64) -> Result<TxnResponse, MvccError> {
         let mut path = Vec::new();
         self.txn_path(t, &mut path)?;
+        // As etcd's applier: every put on the path is checked first, then every range, so
+        // with both wrong the put's error is the answer.
+        for puts in [true, false] {
+            self.check_path(t, &path, &mut 0, puts)?;
+        }
         path.reverse();
         self.run_txn(t, &mut path, main, sub)
     }
@@ -379,13 +402,30 @@ impl Apply<'_, '_> {
         })
     }
 
-    fn check_ops(&mut self, ops: &[RequestOp]) -> Result<(), MvccError> {
-        for op in ops {
+    /// Checks the puts (`puts`) or else the ranges and deletes on the path, in the order
+    /// they would run; `at` walks `path`.
+    fn check_path(
+        &mut self,
+        t: &TxnRequest,
+        path: &[bool],
+        at: &mut usize,
+        puts: bool,
+    ) -> Result<(), MvccError> {
+        let ok = *path
+            .get(*at)
+            .ok_or_else(|| storage("transaction path bookkeeping"))?;
+        *at += 1;
+        for op in if ok { &t.success } else { &t.failure } {
             match op {
-                RequestOp::Put(p) => self.check_put(p)?,
-                RequestOp::DeleteRange(d) if d.key.is_empty() => return Err(MvccError::EmptyKey),
-                RequestOp::Range(r) if r.key.is_empty() => return Err(MvccError::EmptyKey),
-                RequestOp::Range(r) => {
+                RequestOp::Txn(inner) => self.check_path(inner, path, at, puts)?,
+                RequestOp::Put(p) if puts => self.check_put(p, true)?,
+                RequestOp::DeleteRange(d) if !puts && d.key.is_empty() => {
+                    return Err(MvccError::EmptyKey);
+                }
+                RequestOp::Range(r) if !puts => {
+                    if r.key.is_empty() {
+                        return Err(MvccError::EmptyKey);
+                    }
                     check_revision(r.revision, self.idx.current.max(self.main), self.compacted)?;
                 }
                 _ => {}
@@ -448,47 +488,78 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
     }
 }
 
-/// etcd's duplicate-key rule: within what one branch may write (nested transactions
-/// included, either of their branches), no key is put twice and no put key is also deleted.
+/// etcd's duplicate-key rule, step for step as etcd's `checkIntervals` (`v3rpc/key.go`), for
+/// each branch of the outer transaction:
+/// - this level's deletes are collected first;
+/// - then each nested transaction in order: its success-branch puts must not be put already
+///   nor fall in a delete collected so far; its failure-branch puts likewise, except that they
+///   may repeat its own success-branch puts (only one branch runs); then its deletes join;
+/// - last, this level's puts must not repeat any put nor fall in any delete collected.
+///
+/// So a nested transaction's put may precede a later sibling's delete of the same key, and a
+/// delete with range end `"\0"` (from-key) clashes with nothing: etcd's interval for it is
+/// `[key, "\0")`, which holds no key. What Strata does not copy: etcd searches its interval
+/// tree with a walk that can miss an overlap when a reversed (empty) range sits in the same
+/// tree; here every delete is tested.
 fn check_txn(t: &TxnRequest) -> Result<(), MvccError> {
     intervals(&t.success)?;
     intervals(&t.failure)?;
     Ok(())
 }
 
-type Intervals = (Vec<(Vec<u8>, Vec<u8>)>, HashSet<Vec<u8>>);
+/// `(keys put, [key, range_end) deleted)` by a branch and the transactions nested in it.
+type Intervals = (HashSet<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>);
 
 fn intervals(ops: &[RequestOp]) -> Result<Intervals, MvccError> {
-    let mut dels: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut dels: Vec<(Vec<u8>, Vec<u8>)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            RequestOp::DeleteRange(d) => Some((d.key.clone(), d.range_end.clone())),
+            _ => None,
+        })
+        .collect();
     let mut puts: HashSet<Vec<u8>> = HashSet::new();
     for op in ops {
-        match op {
-            RequestOp::Put(p) => {
-                if !puts.insert(p.key.clone()) {
-                    return Err(MvccError::DuplicateKey);
-                }
+        let RequestOp::Txn(inner) = op else {
+            continue;
+        };
+        let (then_puts, then_dels) = intervals(&inner.success)?;
+        let (else_puts, else_dels) = intervals(&inner.failure)?;
+        for k in &then_puts {
+            if puts.contains(k) || deleted(&dels, k) {
+                return Err(MvccError::DuplicateKey);
             }
-            RequestOp::DeleteRange(d) => dels.push((d.key.clone(), d.range_end.clone())),
-            RequestOp::Txn(inner) => {
-                let (sd, sp) = intervals(&inner.success)?;
-                let (fd, fp) = intervals(&inner.failure)?;
-                for k in sp.union(&fp) {
-                    if puts.contains(k) {
-                        return Err(MvccError::DuplicateKey);
-                    }
-                }
-                puts.extend(sp);
-                puts.extend(fp);
-                dels.extend(sd);
-                dels.extend(fd);
-            }
-            RequestOp::Range(_) => {}
+            puts.insert(k.clone());
         }
+        for k in &else_puts {
+            if (puts.contains(k) && !then_puts.contains(k)) || deleted(&dels, k) {
+                return Err(MvccError::DuplicateKey);
+            }
+            puts.insert(k.clone());
+        }
+        dels.extend(then_dels);
+        dels.extend(else_dels);
     }
-    for k in &puts {
-        if dels.iter().any(|(key, end)| in_range(k, key, end)) {
+    for op in ops {
+        let RequestOp::Put(p) = op else {
+            continue;
+        };
+        if puts.contains(&p.key) || deleted(&dels, &p.key) {
             return Err(MvccError::DuplicateKey);
         }
+        puts.insert(p.key.clone());
     }
-    Ok((dels, puts))
+    Ok((puts, dels))
+}
+
+/// Whether `k` falls in one of etcd's delete intervals: the key itself without a range end,
+/// else `[key, range_end)` compared as plain bytes (so `"\0"` holds nothing).
+fn deleted(dels: &[(Vec<u8>, Vec<u8>)], k: &[u8]) -> bool {
+    dels.iter().any(|(key, end)| {
+        if end.is_empty() {
+            k == key.as_slice()
+        } else {
+            key.as_slice() <= k && k < end.as_slice()
+        }
+    })
 }

@@ -537,7 +537,12 @@ impl MvccStore {
                     compacted: idx.compacted,
                 });
             }
-            let upper = if revision <= 0 { idx.current } else { revision };
+            // As etcd's HashByRev: only 0 means the current revision; a negative one hashes
+            // no revision at all, just the bucket name.
+            if revision < 0 {
+                return Ok((crc32c::crc32c(KEY_BUCKET), idx.compacted, revision));
+            }
+            let upper = if revision == 0 { idx.current } else { revision };
             // As etcd's HashByRev: the revisions a compaction at the hash revision would keep
             // (not at the compaction revision) decide which compacted-range revisions count.
             let mut keep = HashSet::new();
@@ -713,8 +718,9 @@ pub(super) fn finish_range(
     }
     let sorting = !(order == SortOrder::None
         || (order == SortOrder::Ascend && req.sort_target == SortTarget::Key));
-    // Without filters or sorting only limit + 1 values are needed.
-    let take = if req.limit > 0 && !filters && !sorting {
+    // As etcd: with no filter and no explicit order, read limit + 1 keys (in key order), then
+    // sort those — a target other than the key with order NONE sorts only them.
+    let take = if req.limit > 0 && !filters && req.sort_order == SortOrder::None {
         (req.limit as usize).saturating_add(1)
     } else {
         usize::MAX
@@ -740,9 +746,12 @@ pub(super) fn finish_range(
                 SortTarget::Value => (0, kv.value.clone()),
             }
         };
-        kvs.sort_by_key(key);
+        // etcd's sort.Sort (sort.Reverse to descend) is a stable insertion sort up to 12
+        // entries: ties stay in key order both ways (beyond 12, its order is pdqsort's).
         if order == SortOrder::Descend {
-            kvs.reverse();
+            kvs.sort_by_key(|kv| std::cmp::Reverse(key(kv)));
+        } else {
+            kvs.sort_by_key(key);
         }
     }
     let mut more = false;
