@@ -87,19 +87,27 @@ fn snap_err(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::write_snapshot(None, AnyError::error(e.to_string())).into()
 }
 
+/// Raft's last applied log id and membership from the meta keys, read through `get`.
+fn read_applied(
+    get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, String>,
+) -> Result<(Option<LogId<u64>>, Membership), String> {
+    let applied = get(APPLIED_KEY)?
+        .map(|b| postcard::from_bytes::<LogId<u64>>(&b))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let membership = get(MEMBERSHIP_KEY)?
+        .map(|b| postcard::from_bytes::<Membership>(&b))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    Ok((applied, membership))
+}
+
 /// The last applied log id and membership recorded in the store.
 pub(crate) fn applied_state(
     store: &MvccStore,
 ) -> Result<(Option<LogId<u64>>, Membership), StorageError> {
-    let applied = match store.meta(APPLIED_KEY).map_err(read_err)? {
-        Some(b) => Some(postcard::from_bytes::<LogId<u64>>(&b).map_err(read_err)?),
-        None => None,
-    };
-    let membership = match store.meta(MEMBERSHIP_KEY).map_err(read_err)? {
-        Some(b) => postcard::from_bytes::<Membership>(&b).map_err(read_err)?,
-        None => Membership::default(),
-    };
-    Ok((applied, membership))
+    read_applied(|k| store.meta(k).map_err(|e| e.to_string())).map_err(read_err)
 }
 
 /// The state machine handle openraft drives.
@@ -271,20 +279,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             // Durable first: openraft purges the log up to a snapshot, and replay after a crash
             // must never need an entry older than the engine's durable state.
             store.sync().map_err(snap_err)?;
-            let get = |k: &[u8]| -> Result<Option<Vec<u8>>, StorageError> {
-                Ok(txn
-                    .get(META_BUCKET, k)
-                    .map_err(snap_err)?
-                    .map(|v| v.to_vec()))
-            };
-            let last_log_id = match get(APPLIED_KEY)? {
-                Some(b) => Some(postcard::from_bytes::<LogId<u64>>(&b).map_err(snap_err)?),
-                None => None,
-            };
-            let last_membership = match get(MEMBERSHIP_KEY)? {
-                Some(b) => postcard::from_bytes::<Membership>(&b).map_err(snap_err)?,
-                None => Membership::default(),
-            };
+            let (last_log_id, last_membership) = read_applied(|k| {
+                txn.get(META_BUCKET, k)
+                    .map(|v| v.map(|v| v.to_vec()))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(snap_err)?;
             let id = match &last_log_id {
                 Some(l) => format!("{:016x}-{:016x}", l.leader_id.term, l.index),
                 None => "0000000000000000-0000000000000000".to_string(),

@@ -16,12 +16,6 @@ pub struct LeaseSvc {
     pub(crate) ctx: Ctx,
 }
 
-impl Ctx {
-    fn current_header(&self) -> pb::ResponseHeader {
-        self.header(self.node.store().revision().unwrap_or(0))
-    }
-}
-
 #[tonic::async_trait]
 impl pb::lease_server::Lease for LeaseSvc {
     async fn lease_grant(
@@ -75,22 +69,19 @@ impl pb::lease_server::Lease for LeaseSvc {
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             while let Ok(Some(req)) = inbound.message().await {
-                let out = match ctx.node.keep_alive(req.id) {
-                    Ok(ttl) => Ok(pb::LeaseKeepAliveResponse {
-                        header: Some(ctx.current_header()),
-                        id: req.id,
-                        ttl,
-                    }),
+                let ttl = match ctx.node.keep_alive(req.id) {
+                    Ok(ttl) => Ok(ttl),
                     // As etcd: an unknown lease answers TTL 0, not an error.
-                    Err(NodeError::Mvcc(MvccError::LeaseNotFound)) => {
-                        Ok(pb::LeaseKeepAliveResponse {
-                            header: Some(ctx.current_header()),
-                            id: req.id,
-                            ttl: 0,
-                        })
-                    }
+                    Err(NodeError::Mvcc(MvccError::LeaseNotFound)) => Ok(0),
                     Err(e) => Err(node_status(&e)),
                 };
+                let out = ttl.and_then(|ttl| {
+                    Ok(pb::LeaseKeepAliveResponse {
+                        header: Some(ctx.current_header()?),
+                        id: req.id,
+                        ttl,
+                    })
+                });
                 let failed = out.is_err();
                 if tx.send(out).await.is_err() || failed {
                     break;
@@ -116,7 +107,7 @@ impl pb::lease_server::Lease for LeaseSvc {
             .node
             .lease_time_to_live(r.id)
             .map_err(|e| node_status(&e))?;
-        let header = Some(self.ctx.current_header());
+        let header = Some(self.ctx.current_header()?);
         Ok(Response::new(match info {
             // As etcd: an unknown (or expired) lease answers TTL -1.
             None => pb::LeaseTimeToLiveResponse {
@@ -153,7 +144,7 @@ impl pb::lease_server::Lease for LeaseSvc {
             .leases()
             .map_err(|e| mvcc_status(&e))?;
         Ok(Response::new(pb::LeaseLeasesResponse {
-            header: Some(self.ctx.current_header()),
+            header: Some(self.ctx.current_header()?),
             leases: ids.into_iter().map(|id| pb::LeaseStatus { id }).collect(),
         }))
     }

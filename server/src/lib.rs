@@ -75,6 +75,16 @@ impl Ctx {
         }
     }
 
+    /// The response header at the store's current revision.
+    pub(crate) fn current_header(&self) -> Result<pb::ResponseHeader, tonic::Status> {
+        let revision = self
+            .node
+            .store()
+            .revision()
+            .map_err(|e| errors::mvcc_status(&e))?;
+        Ok(self.header(revision))
+    }
+
     /// Honours gRPC metadata `hasleader=true`: such requests fail fast without a leader.
     pub(crate) fn check_leader<T>(&self, req: &tonic::Request<T>) -> Result<(), tonic::Status> {
         let wants = req

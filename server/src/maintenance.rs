@@ -93,14 +93,8 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| mvcc_status(&e))?;
         tracing::info!(?report, "defragmented");
-        let revision = self
-            .ctx
-            .node
-            .store()
-            .revision()
-            .map_err(|e| mvcc_status(&e))?;
         Ok(Response::new(pb::DefragmentResponse {
-            header: Some(self.ctx.header(revision)),
+            header: Some(self.ctx.current_header()?),
         }))
     }
 
@@ -111,14 +105,8 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
         self.ctx.check_leader(&request)?;
         // No alarm is ever raised yet (quota comes with the production issue): the list is
         // empty and disarming is a no-op, as on an etcd member without alarms.
-        let revision = self
-            .ctx
-            .node
-            .store()
-            .revision()
-            .map_err(|e| mvcc_status(&e))?;
         Ok(Response::new(pb::AlarmResponse {
-            header: Some(self.ctx.header(revision)),
+            header: Some(self.ctx.current_header()?),
             alarms: Vec::new(),
         }))
     }
