@@ -59,6 +59,35 @@ pub struct Config {
     /// Log level: debug, info, warn, error, panic, or fatal.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Path to the dedicated WAL directory (default: `<data-dir>/member/wal`).
+    #[arg(long)]
+    pub wal_dir: Option<PathBuf>,
+    /// Raise the NOSPACE alarm when the backend size exceeds this many bytes (0: the
+    /// default, 2 GiB).
+    #[arg(long, default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+    /// Interpret `--auto-compaction-retention` as `periodic` (a duration) or `revision`.
+    #[arg(long, default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto-compaction retention: a duration for periodic mode (`1h`, or a bare number of
+    /// hours), a revision count for revision mode; 0 disables auto-compaction.
+    #[arg(long, default_value = "0")]
+    pub auto_compaction_retention: String,
+    /// List of URLs to additionally serve /metrics and /health on (comma-separated).
+    #[arg(long)]
+    pub listen_metrics_urls: Option<String>,
+    /// Path to the client server TLS certificate file.
+    #[arg(long)]
+    pub cert_file: Option<PathBuf>,
+    /// Path to the client server TLS key file.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Path to the client server TLS trusted CA certificate file.
+    #[arg(long)]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Enable client certificate authentication.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub client_cert_auth: bool,
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
