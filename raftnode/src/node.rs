@@ -53,6 +53,8 @@ pub struct NodeOptions {
     pub mvcc: MvccOptions,
     /// The WAL's options.
     pub wal: WalOptions,
+    /// Where the WAL lives (etcd's `--wal-dir`); `None`: `member/wal` in the data directory.
+    pub wal_dir: Option<PathBuf>,
 }
 
 impl NodeOptions {
@@ -69,6 +71,7 @@ impl NodeOptions {
             db: DbOptions::default(),
             mvcc: MvccOptions::default(),
             wal: WalOptions::default(),
+            wal_dir: None,
         }
     }
 }
@@ -120,7 +123,10 @@ impl RaftNode {
     /// and returns. Must run inside a multi-threaded tokio runtime.
     pub async fn start(opts: NodeOptions) -> Result<Arc<RaftNode>, NodeError> {
         let member_dir = opts.data_dir.join("member");
-        let wal_dir = member_dir.join("wal");
+        let wal_dir = opts
+            .wal_dir
+            .clone()
+            .unwrap_or_else(|| member_dir.join("wal"));
         let snap_dir = member_dir.join("snap");
         std::fs::create_dir_all(&wal_dir).map_err(NodeError::io)?;
         std::fs::create_dir_all(&snap_dir).map_err(NodeError::io)?;
