@@ -3,35 +3,28 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use strata_raftnode::{MemberInfo, NodeOptions, RaftNode};
-use strata_server::config::{Config, listen_addr, url_list};
-use strata_server::{ETCD_VERSION, Limits, serve};
+use strata_server::config::{Config, ConfigError, Level, Loaded, help, listen_addr, url_list};
+use strata_server::{Limits, serve};
 
 fn main() -> ExitCode {
-    let cfg = Config::parse();
-    if cfg.version {
-        println!("strata Version: {}", env!("CARGO_PKG_VERSION"));
-        println!("etcd API Version: {ETCD_VERSION}");
-        println!(
-            "OS/Arch: {}/{}",
-            std::env::consts::OS,
-            std::env::consts::ARCH
-        );
-        return ExitCode::SUCCESS;
-    }
-    let filter = match cfg.log_filter() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("strata: {e}");
-            return ExitCode::from(2);
-        }
+    let (cfg, warnings) = match load_config() {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
+    // `Config::load` checked the level.
+    let filter = cfg.log_filter().unwrap_or("info");
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    for w in warnings {
+        match w.level {
+            Level::Info => tracing::info!("{}", w.message),
+            Level::Warn => tracing::warn!("{}", w.message),
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strata")
@@ -53,25 +46,40 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cfg: Config) -> Result<(), String> {
-    if cfg.initial_cluster_state != "new" && cfg.initial_cluster_state != "existing" {
-        return Err(format!(
-            "invalid value {:?} for --initial-cluster-state (new or existing)",
-            cfg.initial_cluster_state
-        ));
-    }
-    if let Some(ic) = &cfg.initial_cluster {
-        let others: Vec<&str> = ic
-            .split(',')
-            .filter(|m| !m.trim().is_empty() && !m.trim().starts_with(&format!("{}=", cfg.name)))
-            .collect();
-        if !others.is_empty() {
-            return Err(format!(
-                "--initial-cluster names other members ({}): this build runs one-member clusters only",
-                others.join(",")
-            ));
+/// etcd's flags, config file and `ETCD_*` variables; answers `--help` and `--version`, and
+/// prints configuration errors as etcd does (syntax: the message and the usage, exit 2;
+/// anything else: "error verifying flags", exit 1).
+fn load_config() -> Result<(Box<Config>, Vec<strata_server::config::Warning>), ExitCode> {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    match Config::load(&args, &env) {
+        Ok(Loaded::Run { config, warnings }) => Ok((config, warnings)),
+        Ok(Loaded::Help(text) | Loaded::Version(text)) => {
+            print!("{text}");
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e @ ConfigError::Usage(_)) => {
+            eprintln!("{e}\n{}", help::USAGE);
+            Err(ExitCode::from(e.exit_code()))
+        }
+        Err(e) => {
+            eprintln!("strata: error verifying flags, {e}. See 'strata --help'.");
+            Err(ExitCode::from(e.exit_code()))
         }
     }
+}
+
+async fn run(cfg: Box<Config>) -> Result<(), String> {
     let mut listeners = Vec::new();
     for url in url_list(&cfg.listen_client_urls) {
         let addr = listen_addr(&url)?;
@@ -92,6 +100,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     opts.heartbeat = Duration::from_millis(cfg.heartbeat_interval.max(1));
     opts.election_timeout = Duration::from_millis(cfg.election_timeout.max(1));
     opts.snapshot_count = cfg.snapshot_count;
+    opts.catch_up_entries = cfg.snapshot_catchup_entries;
+    opts.wal_dir = cfg.wal_dir.clone();
     let node = RaftNode::start(opts).await.map_err(|e| e.to_string())?;
     tracing::info!(
         name = %cfg.name,
