@@ -10,7 +10,8 @@
 //! - `lease.rs`: Grant, Revoke, KeepAlive, TimeToLive, Leases;
 //! - `maintenance.rs`: Status, HashKV, Alarm and Cluster.MemberList;
 //! - `errors.rs`: etcd's gRPC codes and messages, in one place;
-//! - `config.rs`: etcd's flags; `main.rs`: the `strata` binary.
+//! - `config/`: etcd's flags, config file and `ETCD_*` variables (`config/table.rs` says what
+//!   Strata does with each flag); `main.rs`: the `strata` binary.
 
 pub mod check;
 pub mod config;
