@@ -67,6 +67,26 @@ pub(crate) fn build(
         .uint("experimental-snapshot-catchup-entries")
         .or_else(|| s.uint("snapshot-catchup-entries"))
         .unwrap_or(c.snapshot_catchup_entries);
+    // etcd's server start: 0 means the default, with an info line.
+    for (name, value, default) in [
+        (
+            "snapshot-count",
+            &mut c.snapshot_count,
+            Config::default().snapshot_count,
+        ),
+        (
+            "snapshot-catchup-entries",
+            &mut c.snapshot_catchup_entries,
+            Config::default().snapshot_catchup_entries,
+        ),
+    ] {
+        if *value == 0 {
+            warnings.push(Warning::info(format!(
+                "updating {name} to default: given 0, using {default}"
+            )));
+            *value = default;
+        }
+    }
     c.heartbeat_interval = s.uint("heartbeat-interval").unwrap_or(c.heartbeat_interval);
     c.election_timeout = s.uint("election-timeout").unwrap_or(c.election_timeout);
     c.max_request_bytes = usize_of(s, "max-request-bytes", c.max_request_bytes)?;

@@ -211,6 +211,11 @@ fn convert(spec: &FlagSpec, key: &str, v: &Yaml) -> Result<Option<Value>, String
     let value = match (spec.kind, v) {
         (_, Yaml::Null) => return Ok(None),
         (Kind::Bool, Yaml::Bool(b)) => Value::Bool(*b),
+        // etcd's YAML reader follows YAML 1.1, where `yes`, `no`, `on` and `off` are booleans
+        // too; this reader is YAML 1.2, so they arrive as strings.
+        (Kind::Bool, Yaml::String(t)) if yaml11_bool(t).is_some() => {
+            Value::Bool(yaml11_bool(t).unwrap_or_default())
+        }
         (Kind::Bool, _) => return Err(mismatch("a boolean (true or false)")),
         (Kind::Str, Yaml::String(s)) => super::value::parse_value(spec.name, spec.kind, s)
             .map_err(|e| format!("{key:?}: {e}"))?,
@@ -252,6 +257,19 @@ fn convert(spec: &FlagSpec, key: &str, v: &Yaml) -> Result<Option<Value>, String
     Ok(Some(value))
 }
 
+/// YAML 1.1's boolean words.
+fn yaml11_bool(t: &str) -> Option<bool> {
+    match t {
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => {
+            Some(true)
+        }
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False" | "FALSE" => {
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
 fn describe(v: &Yaml) -> String {
     match v {
         Yaml::Null => "null".into(),
@@ -291,6 +309,7 @@ mod tests {
              watch-progress-notify-interval: 5000000000\n\
              log-outputs: [stderr]\n\
              enable-v2: false\n\
+             strict-reconfig-check: yes\n\
              client-transport-security:\n  cert-file: /c.pem\n  client-cert-auth: true\n  auto-tls: false\n\
              peer-transport-security:\n  cert-file: /p.pem\n  allowed-cn: ''\n",
         );
@@ -303,6 +322,7 @@ mod tests {
             Some(Value::Duration(5_000_000_000))
         );
         assert_eq!(get("log-outputs"), Some(Value::Str("stderr".into())));
+        assert_eq!(get("strict-reconfig-check"), Some(Value::Bool(true)));
         assert_eq!(get("cert-file"), Some(Value::Str("/c.pem".into())));
         assert_eq!(get("client-cert-auth"), Some(Value::Bool(true)));
         assert_eq!(get("peer-cert-file"), Some(Value::Str("/p.pem".into())));
@@ -324,7 +344,7 @@ mod tests {
         for (text, needle) in [
             ("snapshot-count: lots\n", "must be a non-negative integer"),
             ("client-cert-auth: true\n", "unknown key"),
-            ("enable-v2: 'yes'\n", "must be a boolean"),
+            ("enable-v2: maybe\n", "must be a boolean"),
             ("watch-progress-notify-interval: 5s\n", "nanoseconds"),
             ("initial-cluster-state: maybe\n", "one of"),
             ("name: [\n", "test.yaml"),

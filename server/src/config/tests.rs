@@ -201,6 +201,22 @@ fn feature_gates_as_etcd_36() {
 }
 
 #[test]
+fn zero_snapshot_counts_mean_the_default() {
+    let (c, w) = ok(&[
+        "--snapshot-count=0",
+        "--experimental-snapshot-catchup-entries=0",
+    ]);
+    assert_eq!(c.snapshot_count, 100_000);
+    assert_eq!(c.snapshot_catchup_entries, 5_000);
+    assert!(has(
+        &w,
+        "updating snapshot-count to default: given 0, using 100000"
+    ));
+    let (c, _) = ok(&["--snapshot-catchup-entries=7", "--snapshot-count=10"]);
+    assert_eq!((c.snapshot_count, c.snapshot_catchup_entries), (10, 7));
+}
+
+#[test]
 fn experimental_watch_interval_wins() {
     let (c, _) = ok(&[
         "--watch-progress-notify-interval=1m",
