@@ -304,17 +304,20 @@ impl Config {
             for (spec, value) in file::load(&path, &mut warnings)? {
                 settings.insert(spec, value, Source::ConfigFile);
             }
-            let mut ignored: Vec<String> = on_command_line
+            let mut ignored: Vec<String> = Vec::new();
+            let flags = on_command_line
                 .iter()
                 .filter(|n| **n != "config-file")
-                .map(|n| format!("--{n}"))
-                .collect();
-            ignored.extend(
-                env.iter()
-                    .filter(|(k, _)| k.starts_with("ETCD_") && k != "ETCD_CONFIG_FILE")
-                    .map(|(k, _)| k.clone()),
-            );
-            ignored.dedup();
+                .map(|n| format!("--{n}"));
+            let vars = env
+                .iter()
+                .filter(|(k, _)| k.starts_with("ETCD_") && k != "ETCD_CONFIG_FILE")
+                .map(|(k, _)| k.clone());
+            for name in flags.chain(vars) {
+                if !ignored.contains(&name) {
+                    ignored.push(name);
+                }
+            }
             if !ignored.is_empty() {
                 warnings.push(Warning::warn(format!(
                     "loaded server configuration from {}; other configuration command line flags and environment variables are ignored: {}",
