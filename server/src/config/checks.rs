@@ -62,46 +62,13 @@ pub(crate) fn build(
     c.initial_cluster = s.str("initial-cluster").map(String::from);
     c.initial_cluster_state = str_or("initial-cluster-state", c.initial_cluster_state);
     c.initial_cluster_token = str_or("initial-cluster-token", c.initial_cluster_token);
-    c.snapshot_count = s.uint("snapshot-count").unwrap_or(c.snapshot_count);
-    c.snapshot_catchup_entries = s
-        .uint("experimental-snapshot-catchup-entries")
-        .or_else(|| s.uint("snapshot-catchup-entries"))
-        .unwrap_or(c.snapshot_catchup_entries);
-    // etcd's server start: 0 means the default, with an info line.
-    for (name, value, default) in [
-        (
-            "snapshot-count",
-            &mut c.snapshot_count,
-            Config::default().snapshot_count,
-        ),
-        (
-            "snapshot-catchup-entries",
-            &mut c.snapshot_catchup_entries,
-            Config::default().snapshot_catchup_entries,
-        ),
-    ] {
-        if *value == 0 {
-            warnings.push(Warning::info(format!(
-                "updating {name} to default: given 0, using {default}"
-            )));
-            *value = default;
-        }
-    }
+    (c.snapshot_count, c.snapshot_catchup_entries) = snapshot_counts(s, warnings);
     c.heartbeat_interval = s.uint("heartbeat-interval").unwrap_or(c.heartbeat_interval);
     c.election_timeout = s.uint("election-timeout").unwrap_or(c.election_timeout);
     c.max_request_bytes = usize_of(s, "max-request-bytes", c.max_request_bytes)?;
     c.max_txn_ops = usize_of(s, "max-txn-ops", c.max_txn_ops)?;
-    // etcd 3.6: the experimental name, when set, overrides the new one.
-    let watch = if s.is_set("experimental-watch-progress-notify-interval") {
-        "experimental-watch-progress-notify-interval"
-    } else {
-        "watch-progress-notify-interval"
-    };
-    if let Some(Value::Duration(ns)) = s.get(watch) {
-        c.watch_progress_notify_interval = Duration::from_nanos(
-            u64::try_from(*ns)
-                .map_err(|_| ConfigError::Invalid(format!("--{watch} must not be negative")))?,
-        );
+    if let Some(interval) = watch_interval(s)? {
+        c.watch_progress_notify_interval = interval;
     }
     c.log_level = str_or("log-level", c.log_level);
     c.quota_backend_bytes = quota(s)?;
@@ -118,6 +85,50 @@ pub(crate) fn build(
     c.config_file = config_file.map(PathBuf::from);
     validate(&c, s, from_file)?;
     Ok(c)
+}
+
+/// `--snapshot-count` and the catch-up entries (the experimental name wins, as in etcd 3.6);
+/// 0 means the default, as etcd's server start says with an info line.
+fn snapshot_counts(s: &Settings, warnings: &mut Vec<Warning>) -> (u64, u64) {
+    let defaults = Config::default();
+    let count = s.uint("snapshot-count");
+    let catch_up = s
+        .uint("experimental-snapshot-catchup-entries")
+        .or_else(|| s.uint("snapshot-catchup-entries"));
+    let mut or_default = |name: &str, given: Option<u64>, default: u64| match given {
+        Some(0) => {
+            warnings.push(Warning::info(format!(
+                "updating {name} to default: given 0, using {default}"
+            )));
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    (
+        or_default("snapshot-count", count, defaults.snapshot_count),
+        or_default(
+            "snapshot-catchup-entries",
+            catch_up,
+            defaults.snapshot_catchup_entries,
+        ),
+    )
+}
+
+/// `--watch-progress-notify-interval`; etcd 3.6: the experimental name, when set, overrides
+/// the new one.
+fn watch_interval(s: &Settings) -> Result<Option<Duration>, ConfigError> {
+    let watch = if s.is_set("experimental-watch-progress-notify-interval") {
+        "experimental-watch-progress-notify-interval"
+    } else {
+        "watch-progress-notify-interval"
+    };
+    match s.get(watch) {
+        Some(Value::Duration(ns)) => u64::try_from(*ns)
+            .map(|ns| Some(Duration::from_nanos(ns)))
+            .map_err(|_| ConfigError::Invalid(format!("--{watch} must not be negative"))),
+        _ => Ok(None),
+    }
 }
 
 fn usize_of(s: &Settings, name: &str, default: usize) -> Result<usize, ConfigError> {

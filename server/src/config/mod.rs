@@ -224,6 +224,43 @@ impl Source {
     }
 }
 
+/// Reads the config file at `path` into `settings`; the command line's other flags and the
+/// `ETCD_*` variables are then ignored, as etcd does, with one warning naming them.
+fn from_config_file(
+    path: &str,
+    on_command_line: &[&'static str],
+    env: &[(String, String)],
+    settings: &mut Settings,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), ConfigError> {
+    let path = PathBuf::from(path);
+    for (spec, value) in file::load(&path, warnings)? {
+        settings.insert(spec, value, Source::ConfigFile);
+    }
+    let mut ignored: Vec<String> = Vec::new();
+    let flags = on_command_line
+        .iter()
+        .filter(|n| **n != "config-file")
+        .map(|n| format!("--{n}"));
+    let vars = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("ETCD_") && k != "ETCD_CONFIG_FILE")
+        .map(|(k, _)| k.clone());
+    for name in flags.chain(vars) {
+        if !ignored.contains(&name) {
+            ignored.push(name);
+        }
+    }
+    if !ignored.is_empty() {
+        warnings.push(Warning::warn(format!(
+            "loaded server configuration from {}; other configuration command line flags and environment variables are ignored: {}",
+            path.display(),
+            ignored.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// The flags that were set, with their values and sources (last setting wins).
 #[derive(Debug, Default)]
 pub(crate) struct Settings {
@@ -300,31 +337,7 @@ impl Config {
                     .map(|(_, v)| v.clone())
             });
         if let Some(path) = &config_file {
-            let path = PathBuf::from(path);
-            for (spec, value) in file::load(&path, &mut warnings)? {
-                settings.insert(spec, value, Source::ConfigFile);
-            }
-            let mut ignored: Vec<String> = Vec::new();
-            let flags = on_command_line
-                .iter()
-                .filter(|n| **n != "config-file")
-                .map(|n| format!("--{n}"));
-            let vars = env
-                .iter()
-                .filter(|(k, _)| k.starts_with("ETCD_") && k != "ETCD_CONFIG_FILE")
-                .map(|(k, _)| k.clone());
-            for name in flags.chain(vars) {
-                if !ignored.contains(&name) {
-                    ignored.push(name);
-                }
-            }
-            if !ignored.is_empty() {
-                warnings.push(Warning::warn(format!(
-                    "loaded server configuration from {}; other configuration command line flags and environment variables are ignored: {}",
-                    path.display(),
-                    ignored.join(", ")
-                )));
-            }
+            from_config_file(path, &on_command_line, env, &mut settings, &mut warnings)?;
         } else {
             for (spec, value, source) in goflag::from_env(env, &on_command_line, &mut warnings)? {
                 settings.insert(spec, value, source);
