@@ -80,6 +80,7 @@ fn load_config() -> Result<(Box<Config>, Vec<strata_server::config::Warning>), E
 }
 
 async fn run(cfg: Box<Config>) -> Result<(), String> {
+    cfg.check_cluster_state().map_err(|e| e.to_string())?;
     let mut listeners = Vec::new();
     for url in url_list(&cfg.listen_client_urls) {
         let addr = listen_addr(&url)?;

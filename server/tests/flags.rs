@@ -138,6 +138,26 @@ fn refused_flags_exit_1_and_create_nothing() {
     }
 }
 
+#[test]
+fn joining_an_existing_cluster_is_refused_but_restarting_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_flag = format!("--data-dir={}", data.display());
+    let out = strata(&[&data_flag, "--initial-cluster-state=existing"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--initial-cluster-state=existing is refused: there is no member in"),
+        "{err}"
+    );
+    assert!(!data.exists(), "the data dir was created");
+    // Once the member exists, `existing` is a restart (etcd ignores the flag then).
+    let mut s = Strata::start_with(&data, free_port(), &[]);
+    assert_eq!(s.stop(), Some(0));
+    let mut s = Strata::start_with(&data, free_port(), &["--initial-cluster-state=existing"]);
+    assert_eq!(s.stop(), Some(0));
+}
+
 /// Starts `strata` with `args` and `env` (no harness flags), waiting until it serves on
 /// `port`.
 fn start_with_env(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Strata {

@@ -360,6 +360,25 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(format!("{}.strata", self.name)))
     }
 
+    /// `--initial-cluster-state=existing` asks to join a running cluster; Strata runs
+    /// one-member clusters, so it can only mean restarting a member already in the data
+    /// directory (etcd ignores the flag then). With no member there, starting would
+    /// bootstrap a new cluster the operator did not ask for, so this refuses, before anything
+    /// is created on disk.
+    pub fn check_cluster_state(&self) -> Result<(), ConfigError> {
+        let identity = self.data_dir().join("member").join("identity");
+        if self.initial_cluster_state == "existing" && !identity.exists() {
+            return Err(ConfigError::Refused {
+                flag: "--initial-cluster-state=existing".into(),
+                reason: format!(
+                    "there is no member in {} to restart, and Strata cannot join another cluster (one-member clusters only)",
+                    self.data_dir().display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The tracing filter for `--log-level`.
     pub fn log_filter(&self) -> Result<&'static str, String> {
         Ok(match self.log_level.as_str() {

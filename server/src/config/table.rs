@@ -198,7 +198,7 @@ pub const FLAGS: &[FlagSpec] = &[
     // Clustering.
     f("initial-advertise-peer-urls", Clustering, Str, "http://localhost:2380", H, "", "List of this member's peer URLs to advertise to the rest of the cluster."),
     f("initial-cluster", Clustering, Str, "default=http://localhost:2380", H, "may name this member only", "Initial cluster configuration for bootstrapping."),
-    f("initial-cluster-state", Clustering, Kind::Choice(CLUSTER_STATES), "new", H, "", "Initial cluster state ('new' or 'existing')."),
+    f("initial-cluster-state", Clustering, Kind::Choice(CLUSTER_STATES), "new", H, "'existing' restarts the member already in the data directory; with none there it is refused, as Strata cannot join another cluster", "Initial cluster state ('new' or 'existing')."),
     f("initial-cluster-token", Clustering, Str, "etcd-cluster", H, "", "Initial cluster token for the etcd cluster during bootstrap."),
     f("advertise-client-urls", Clustering, Str, "http://localhost:2379", H, "", "List of this member's client URLs to advertise to the public."),
     f("discovery", Clustering, Str, "", R, "discovery bootstraps multi-member clusters; Strata runs one member", "Discovery URL used to bootstrap the cluster."),
