@@ -98,7 +98,7 @@ pub(crate) fn from_env(
         if !key.starts_with("ETCD_") {
             continue;
         }
-        if key == "ETCD_VERSION" {
+        if key == "ETCD_VERSION" && !val.is_empty() {
             // etcd unsets it so that it cannot turn `--version` on.
             warnings.push(Warning::warn(format!(
                 "cannot set special environment variable {key}={val}"
