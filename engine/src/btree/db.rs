@@ -279,6 +279,12 @@ impl Db {
         Ok(true)
     }
 
+    /// The file's length in bytes (what etcd's quota compares: the backend's size). Unlike
+    /// [`stats`](Self::stats) it takes no lock a writer holds, so every request may ask.
+    pub fn file_bytes(&self) -> Result<u64> {
+        self.shared.store.len()
+    }
+
     /// File and reader statistics.
     pub fn stats(&self) -> Result<Stats> {
         let (txn, readers, oldest) = {
