@@ -8,7 +8,9 @@
 //!   `convert.rs`: wire ↔ engine types;
 //! - `watch.rs`: the Watch stream (many watchers per stream, progress, fragments);
 //! - `lease.rs`: Grant, Revoke, KeepAlive, TimeToLive, Leases;
-//! - `maintenance.rs`: Status, HashKV, Alarm and Cluster.MemberList;
+//! - `maintenance.rs`: Status, Hash, HashKV, Defragment, Alarm, MoveLeader and
+//!   Cluster.MemberList; `snapshot.rs`: Maintenance.Snapshot (and the file format
+//!   `stratautl` restores); `quota.rs`: the backend quota and the NOSPACE alarm;
 //! - `errors.rs`: etcd's gRPC codes and messages, in one place;
 //! - `config.rs`: etcd's flags; `main.rs`: the `strata` binary.
 
@@ -20,6 +22,9 @@ mod kv;
 mod lease;
 mod maintenance;
 pub mod proto;
+pub mod quota;
+pub mod restore;
+pub mod snapshot;
 mod watch;
 
 use std::future::Future;
@@ -45,6 +50,9 @@ pub struct Limits {
     /// Interval of progress notifications to watchers that asked for them (etcd's
     /// `--watch-progress-notify-interval`, 10 minutes).
     pub progress_notify_interval: Duration,
+    /// The backend quota in bytes (etcd's `--quota-backend-bytes`; its default, 2 GiB, when
+    /// the flag is 0): past it the NOSPACE alarm is raised (see `quota.rs`).
+    pub quota_backend_bytes: u64,
 }
 
 impl Default for Limits {
@@ -53,6 +61,7 @@ impl Default for Limits {
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
             progress_notify_interval: Duration::from_secs(600),
+            quota_backend_bytes: quota::DEFAULT_QUOTA_BYTES,
         }
     }
 }

@@ -100,10 +100,24 @@ async fn run(cfg: Config) -> Result<(), String> {
         cluster = %format!("{:x}", node.cluster_id()),
         "ready to serve client requests"
     );
+    let (quota_backend_bytes, quota_too_large) =
+        strata_server::quota::effective_quota(cfg.quota_backend_bytes);
+    if quota_too_large {
+        tracing::warn!(
+            quota_size_bytes = quota_backend_bytes,
+            maximum_size_bytes = strata_server::quota::MAX_QUOTA_BYTES,
+            "quota exceeds the maximum value"
+        );
+    }
+    tracing::info!(
+        quota_size_bytes = quota_backend_bytes,
+        "enabled backend quota"
+    );
     let limits = Limits {
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         progress_notify_interval: cfg.watch_progress_notify_interval,
+        quota_backend_bytes,
     };
     let served = serve(node.clone(), listeners, limits, shutdown_signal()).await;
     // Stop raft and make the engine durable whatever happened to the listeners.
