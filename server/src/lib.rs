@@ -11,10 +11,12 @@
 //! - `maintenance.rs`: Status, Hash, HashKV, Defragment, Alarm, MoveLeader and
 //!   Cluster.MemberList; `snapshot.rs`: Maintenance.Snapshot (and the file format
 //!   `stratautl` restores); `quota.rs`: the backend quota and the NOSPACE alarm;
+//!   `compactor.rs`: auto-compaction;
 //! - `errors.rs`: etcd's gRPC codes and messages, in one place;
 //! - `config.rs`: etcd's flags; `main.rs`: the `strata` binary.
 
 pub mod check;
+pub mod compactor;
 pub mod config;
 pub mod convert;
 pub mod errors;

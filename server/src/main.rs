@@ -92,7 +92,13 @@ async fn run(cfg: Config) -> Result<(), String> {
     opts.heartbeat = Duration::from_millis(cfg.heartbeat_interval.max(1));
     opts.election_timeout = Duration::from_millis(cfg.election_timeout.max(1));
     opts.snapshot_count = cfg.snapshot_count;
+    let compaction =
+        strata_server::compactor::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
     let node = RaftNode::start(opts).await.map_err(|e| e.to_string())?;
+    let compactor = compaction.map(|mode| {
+        tracing::info!(?mode, "auto-compaction enabled");
+        tokio::spawn(strata_server::compactor::run(node.clone(), mode))
+    });
     tracing::info!(
         name = %cfg.name,
         data_dir = %data_dir.display(),
@@ -120,6 +126,9 @@ async fn run(cfg: Config) -> Result<(), String> {
         quota_backend_bytes,
     };
     let served = serve(node.clone(), listeners, limits, shutdown_signal()).await;
+    if let Some(c) = compactor {
+        c.abort();
+    }
     // Stop raft and make the engine durable whatever happened to the listeners.
     let stopped = node.shutdown().await;
     served.map_err(|e| format!("serving: {e}"))?;

@@ -1,7 +1,7 @@
 //! Operating one member with etcdctl (Debian's etcd-client 3.4) and `stratautl`: the backend
 //! quota and the NOSPACE alarm end to end (fill, refuse, read and delete, restart, compact,
 //! defrag, disarm), `snapshot save` then `stratautl snapshot restore`/`status`, a damaged
-//! snapshot refused, `move-leader` and `endpoint hash`.
+//! snapshot refused, `move-leader`, `endpoint hash`, and periodic auto-compaction.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +9,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use common::{Strata, etcdctl, etcdctl_run, free_port};
 
@@ -360,4 +361,37 @@ fn move_leader_and_hash_answer_as_etcd_on_one_member() {
     assert_eq!(c.ok(&["endpoint", "hash"]), h1, "a hash is stable");
     c.ok(&["put", "a", "2"]);
     assert_ne!(c.ok(&["endpoint", "hash"]), h1);
+}
+
+/// Periodic auto-compaction with a 2 s retention (etcd accepts durations): the history
+/// written before is compacted away without any client asking. No time is asserted: the
+/// loop waits for the compaction, bounded only so a broken build fails instead of hanging.
+#[test]
+fn periodic_auto_compaction_compacts_through_raft() {
+    let Some((_dir, _s, c)) = setup(&[
+        "--auto-compaction-mode",
+        "periodic",
+        "--auto-compaction-retention",
+        "2s",
+    ]) else {
+        return;
+    };
+    c.ok(&["put", "k", "1"]);
+    c.ok(&["put", "k", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // Keep writing, so the window moves past revision 2.
+        c.ok(&["put", "k", "more"]);
+        let out = c.run(&["get", "k", "--rev", "2"], None);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("Error: etcdserver: mvcc: required revision has been compacted"),
+                "{err}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no auto-compaction happened");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
