@@ -12,7 +12,8 @@
 //!   Cluster.MemberList; `snapshot.rs`: Maintenance.Snapshot (and the file format
 //!   `stratautl` restores); `quota.rs`: the backend quota and the NOSPACE alarm;
 //!   `compactor.rs`: auto-compaction;
-//! - `errors.rs`: etcd's gRPC codes and messages, in one place;
+//! - `errors.rs`: etcd's gRPC codes and messages, in one place; `grpc_limit.rs`: grpc-go's
+//!   answer to a message over the receive limit;
 //! - `config.rs`: etcd's flags; `main.rs`: the `strata` binary.
 
 pub mod check;
@@ -20,6 +21,7 @@ pub mod compactor;
 pub mod config;
 pub mod convert;
 pub mod errors;
+mod grpc_limit;
 mod kv;
 mod lease;
 mod maintenance;
@@ -134,6 +136,9 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let router = Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                grpc_limit::rewrite::<tonic::body::Body>,
+            ))
             .add_service(
                 pb::kv_server::KvServer::new(kv::Kv { ctx: ctx.clone() })
                     .max_decoding_message_size(recv)
