@@ -14,6 +14,7 @@ mod common;
 use common::{Etcd, Strata, etcd, free_port};
 use etcd_client::{
     Client, Compare, CompareOp, GetOptions, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp,
+    WatchOptions,
 };
 use prost::Message;
 use strata_server::proto::etcdserverpb::PutRequest;
@@ -208,6 +209,11 @@ async fn probes(endpoint: &str, max_request_bytes: usize) -> Vec<(&'static str, 
         |ttl: Option<i64>| format!("ttl {ttl:?}")
     );
     probe!(
+        "watch ID reused on one stream",
+        watch_id_reused(&mut c).await,
+        |s: String| s
+    );
+    probe!(
         "grant a lease that exists",
         c.lease_grant(
             60,
@@ -217,6 +223,31 @@ async fn probes(endpoint: &str, max_request_bytes: usize) -> Vec<(&'static str, 
         |_| "granted".into()
     );
     rows
+}
+
+/// Two watchers created with the same explicit ID on one stream: what each create answers.
+async fn watch_id_reused(c: &mut Client) -> Result<String, etcd_client::Error> {
+    let opts = || Some(WatchOptions::new().with_watch_id(7));
+    let mut ws = c.watch("w1", opts()).await?;
+    let first = ws
+        .message()
+        .await?
+        .ok_or(etcd_client::Error::WatchError("ended".into()))?;
+    ws.watch("w2", opts()).await?;
+    let second = ws
+        .message()
+        .await?
+        .ok_or(etcd_client::Error::WatchError("ended".into()))?;
+    let show = |r: &etcd_client::WatchResponse| {
+        format!(
+            "id {} created {} canceled {} reason {:?}",
+            r.watch_id(),
+            r.created(),
+            r.canceled(),
+            r.cancel_reason()
+        )
+    };
+    Ok(format!("{}; then {}", show(&first), show(&second)))
 }
 
 /// One keep-alive of `id` on a new stream: the TTL answered.
@@ -309,6 +340,16 @@ fn expected() -> Vec<(&'static str, Answer)> {
         // etcd-client crate turns that TTL into this error of its own.
         ("keep-alive of lease 0", keep_alive_not_found.clone()),
         ("keep-alive of an unknown lease", keep_alive_not_found),
+        // The second create is answered created and canceled at once, with ID -1 and the
+        // store's reason; the first watcher goes on.
+        (
+            "watch ID reused on one stream",
+            Answer::Ok(
+                "id 7 created true canceled false reason \"\"; then id -1 created true \
+                 canceled true reason \"mvcc: duplicate watch ID provided on the WatchStream\""
+                    .into(),
+            ),
+        ),
         (
             "grant a lease that exists",
             err(FailedPrecondition, "etcdserver: lease already exists"),
@@ -351,7 +392,7 @@ async fn etcd_answers_the_hostile_table_alike() {
     assert_table("etcd 3.4.23", &got, &expected());
 }
 
-/// Smaller limits from the flags are honoured (and the gRPC limit is the request limit plus
+/// Smaller limits from the flags are honoured, and Status reports the quota (and the gRPC limit is the request limit plus
 /// 512 KiB: a request past it is refused by gRPC itself, ResourceExhausted).
 #[tokio::test(flavor = "multi_thread")]
 async fn request_and_txn_limits_follow_the_flags() {
@@ -359,9 +400,19 @@ async fn request_and_txn_limits_follow_the_flags() {
     let s = Strata::start_with(
         &dir.path().join("data"),
         free_port(),
-        &["--max-request-bytes", "10000", "--max-txn-ops", "4"],
+        &[
+            "--max-request-bytes",
+            "10000",
+            "--max-txn-ops",
+            "4",
+            "--quota-backend-bytes",
+            "100000000",
+        ],
     );
     let mut c = Client::connect([s.url()], None).await.unwrap();
+    let st = c.status().await.unwrap();
+    assert_eq!(st.db_size_quota(), 100_000_000);
+    assert!(st.errors().is_empty(), "{:?}", st.errors());
     let rev = revision(&mut c).await;
     let e = answer(c.put("k", vec![0u8; 10_001], None).await, |_| String::new());
     assert_eq!(
