@@ -2,7 +2,8 @@
 //! `api/v3rpc/quota.go`, the capped applier).
 //!
 //! Before a request that adds data (a put, a transaction with a put in a branch, a lease
-//! grant) is proposed, its estimated cost is added to the database file's size; if the sum
+//! grant) is proposed, its estimated cost is added to the database's size (the pages of its
+//! last commit, free or in use, as bbolt's `Tx.Size` that etcd compares); if the sum
 //! reaches the quota, the NOSPACE alarm is raised for this member *through raft* (so it is
 //! in the store, survives restarts and every member sees it) and the request is refused with
 //! "etcdserver: mvcc: database space exceeded". While the alarm is raised the engine refuses
@@ -77,7 +78,7 @@ impl Ctx {
             .node
             .store()
             .db()
-            .file_bytes()
+            .size_bytes()
             .map_err(|e| Status::internal(format!("etcdserver: storage failed: {e}")))?;
         if size.saturating_add(cost as u64) < self.limits.quota_backend_bytes {
             return Ok(());
