@@ -280,6 +280,69 @@ pub fn human_bytes(n: u64) -> String {
 mod tests {
     use super::*;
 
+    use sha2::{Digest, Sha256};
+
+    /// A store holding one key, as the engine streams it.
+    fn engine_stream(dir: &Path) -> Vec<u8> {
+        use strata_engine::mvcc::{MvccOptions, MvccStore, PutRequest, WriteRequest};
+        let db = Db::open(dir.join("src.db"), Options::default()).unwrap();
+        let store = MvccStore::open(db, MvccOptions::default()).unwrap();
+        let put = WriteRequest::Put(PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..PutRequest::default()
+        });
+        store.apply(&[(1, put)]).unwrap();
+        let mut out = Vec::new();
+        store.write_snapshot(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_digest_is_checked_unless_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = engine_stream(dir.path());
+        let with = dir.path().join("with.db");
+        let mut bytes = content.clone();
+        bytes.extend_from_slice(&Sha256::digest(&content));
+        std::fs::write(&with, &bytes).unwrap();
+        assert_eq!(verified_content_len(&with, false), Ok(content.len() as u64));
+        assert_eq!(verified_content_len(&with, true), Ok(content.len() as u64));
+        // Without a digest (the engine's stream alone): refused, unless skipped, when the
+        // whole file is taken (the stream's own CRC still guards it).
+        let without = dir.path().join("without.db");
+        std::fs::write(&without, &content).unwrap();
+        let e = verified_content_len(&without, false).unwrap_err();
+        assert!(e.contains("integrity check failed"), "{e}");
+        assert_eq!(
+            verified_content_len(&without, true),
+            Ok(content.len() as u64)
+        );
+        let target = dir.path().join("restored");
+        let o = RestoreOptions {
+            snapshot: without,
+            data_dir: target.clone(),
+            name: "default".into(),
+            initial_cluster: None,
+            initial_cluster_token: "etcd-cluster".into(),
+            initial_advertise_peer_urls: "http://localhost:2380".into(),
+            skip_hash_check: true,
+        };
+        let r = restore(&o).unwrap();
+        assert_eq!(format!("{:x}", r.identity.member_id), "8e9e05c52164694d");
+        assert_eq!(r.digest.revision, 2);
+        assert!(target.join("member/snap/db").exists());
+        assert!(target.join("member/wal").is_dir());
+        // Another member named in --initial-cluster is refused before anything is written.
+        let o2 = RestoreOptions {
+            data_dir: dir.path().join("two"),
+            initial_cluster: Some("default=http://localhost:2380,b=http://b:2380".into()),
+            ..o
+        };
+        assert!(restore(&o2).unwrap_err().contains("one-member"));
+        assert!(!dir.path().join("two").exists());
+    }
+
     #[test]
     fn sizes_print_as_go_humanize() {
         assert_eq!(human_bytes(5), "5 B");
