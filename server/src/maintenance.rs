@@ -22,6 +22,47 @@ pub struct ClusterSvc {
     pub(crate) ctx: Ctx,
 }
 
+fn alarm_to_pb(a: &AlarmMember) -> pb::AlarmMember {
+    pb::AlarmMember {
+        member_id: a.member,
+        alarm: a.alarm.code(),
+    }
+}
+
+impl MaintenanceSvc {
+    /// Alarm GET: every alarm (type NONE, 0) or those of one type, after a read barrier
+    /// (etcd answers it through raft).
+    async fn alarm_list(&self, alarm: i32) -> Result<Response<pb::AlarmResponse>, Status> {
+        self.ctx
+            .node
+            .read_barrier()
+            .await
+            .map_err(|e| node_status(&e))?;
+        let wanted = AlarmType::from_code(alarm);
+        let alarms = self
+            .ctx
+            .node
+            .store()
+            .alarms()
+            .map_err(|e| mvcc_status(&e))?
+            .iter()
+            .filter(|a| alarm == 0 || Some(a.alarm) == wanted)
+            .map(alarm_to_pb)
+            .collect();
+        Ok(Response::new(pb::AlarmResponse {
+            header: Some(self.ctx.current_header()?),
+            alarms,
+        }))
+    }
+
+    fn no_alarms(&self) -> Result<Response<pb::AlarmResponse>, Status> {
+        Ok(Response::new(pb::AlarmResponse {
+            header: Some(self.ctx.current_header()?),
+            alarms: Vec::new(),
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::maintenance_server::Maintenance for MaintenanceSvc {
     async fn status(
@@ -118,63 +159,25 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         self.ctx.check_leader(&request)?;
         let r = request.into_inner();
-        let to_pb = |a: &AlarmMember| pb::AlarmMember {
-            member_id: a.member,
-            alarm: a.alarm.code(),
-        };
         let wanted = AlarmType::from_code(r.alarm);
         let action = match pb::alarm_request::AlarmAction::try_from(r.action) {
-            Ok(pb::alarm_request::AlarmAction::Get) => None,
-            Ok(pb::alarm_request::AlarmAction::Activate) => Some(AlarmAction::Activate),
-            Ok(pb::alarm_request::AlarmAction::Deactivate) => Some(AlarmAction::Deactivate),
+            Ok(pb::alarm_request::AlarmAction::Get) => return self.alarm_list(r.alarm).await,
+            Ok(pb::alarm_request::AlarmAction::Activate) => AlarmAction::Activate,
+            Ok(pb::alarm_request::AlarmAction::Deactivate) => AlarmAction::Deactivate,
             // etcd's applier has no case for it: an empty answer.
-            Err(_) => {
-                return Ok(Response::new(pb::AlarmResponse {
-                    header: Some(self.ctx.current_header()?),
-                    alarms: Vec::new(),
-                }));
-            }
+            Err(_) => return self.no_alarms(),
         };
-        let Some(action) = action else {
-            // GET: every alarm (NONE) or those of one type, after a read barrier (etcd answers
-            // it through raft).
-            self.ctx
-                .node
-                .read_barrier()
-                .await
-                .map_err(|e| node_status(&e))?;
-            let alarms = self
-                .ctx
-                .node
-                .store()
-                .alarms()
-                .map_err(|e| mvcc_status(&e))?
-                .iter()
-                .filter(|a| r.alarm == 0 || Some(a.alarm) == wanted)
-                .map(to_pb)
-                .collect();
-            return Ok(Response::new(pb::AlarmResponse {
-                header: Some(self.ctx.current_header()?),
-                alarms,
-            }));
-        };
-        // Activating NONE (or an unknown type) does nothing in etcd; neither does
-        // deactivating one that is not raised.
+        // Activating NONE (or an unknown type) does nothing in etcd.
         let Some(alarm) = wanted else {
-            return Ok(Response::new(pb::AlarmResponse {
-                header: Some(self.ctx.current_header()?),
-                alarms: Vec::new(),
-            }));
+            return self.no_alarms();
+        };
+        let alarm = AlarmMember {
+            member: r.member_id,
+            alarm,
         };
         let (resp, header) = self
             .ctx
-            .write(WriteRequest::Alarm {
-                action,
-                alarm: AlarmMember {
-                    member: r.member_id,
-                    alarm,
-                },
-            })
+            .write(WriteRequest::Alarm { action, alarm })
             .await?;
         let WriteResponse::Alarm(changed) = resp else {
             return Err(Status::internal("etcdserver: unexpected response to alarm"));
@@ -184,7 +187,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
         }
         Ok(Response::new(pb::AlarmResponse {
             header: Some(header),
-            alarms: changed.iter().map(to_pb).collect(),
+            alarms: changed.iter().map(alarm_to_pb).collect(),
         }))
     }
 

@@ -251,7 +251,10 @@ fn nospace_story_matches_etcd() {
         "put small after: OK",
         "alarm list after:",
     ] {
-        assert!(strata.iter().any(|l| l == line), "{line:?} not in {strata:#?}");
+        assert!(
+            strata.iter().any(|l| l == line),
+            "{line:?} not in {strata:#?}"
+        );
     }
 }
 
