@@ -111,6 +111,11 @@ async fn probes(endpoint: &str, max_request_bytes: usize) -> Vec<(&'static str, 
         c.put("k", vec![0u8; GRPC_LIMIT + 1], None).await,
         |_| "put".into()
     );
+    probe!(
+        "put a 1 MiB key (under the limit)",
+        c.put(vec![b'K'; 1 << 20], "v", None).await,
+        |_| "put".into()
+    );
     // Ranges.
     probe!(
         "range with end before start",
@@ -209,6 +214,11 @@ async fn probes(endpoint: &str, max_request_bytes: usize) -> Vec<(&'static str, 
         |ttl: Option<i64>| format!("ttl {ttl:?}")
     );
     probe!(
+        "grant a lease with a negative TTL",
+        c.lease_grant(-5, None).await,
+        |r| format!("ttl {}", r.ttl())
+    );
+    probe!(
         "watch ID reused on one stream",
         watch_id_reused(&mut c).await,
         |s: String| s
@@ -301,6 +311,11 @@ fn expected() -> Vec<(&'static str, Answer)> {
                 format!("grpc: received message larger than max ({over_grpc} vs. {GRPC_LIMIT})"),
             ),
         ),
+        // A key is only bounded by the request size.
+        (
+            "put a 1 MiB key (under the limit)",
+            Answer::Ok("put".into()),
+        ),
         // etcd answers an empty range, not an error.
         (
             "range with end before start",
@@ -340,6 +355,11 @@ fn expected() -> Vec<(&'static str, Answer)> {
         // etcd-client crate turns that TTL into this error of its own.
         ("keep-alive of lease 0", keep_alive_not_found.clone()),
         ("keep-alive of an unknown lease", keep_alive_not_found),
+        // Raised to the minimum TTL (2 s with etcd's default heartbeat and election timeout).
+        (
+            "grant a lease with a negative TTL",
+            Answer::Ok("ttl 2".into()),
+        ),
         // The second create is answered created and canceled at once, with ID -1 and the
         // store's reason; the first watcher goes on.
         (
