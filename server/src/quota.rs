@@ -87,6 +87,13 @@ impl Ctx {
             member: self.node.member_id(),
             alarm: AlarmType::Nospace,
         };
+        // etcd proposes the alarm again for every refused request; once it is raised that
+        // changes nothing but adds a log entry per refusal, which a member out of space can do
+        // without.
+        let raised = self.node.store().alarms().is_ok_and(|a| a.contains(&alarm));
+        if raised {
+            return Err(NO_SPACE.status());
+        }
         // As etcd: the request is refused whether or not raising the alarm worked.
         match self
             .node
