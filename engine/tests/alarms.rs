@@ -180,3 +180,48 @@ fn hash_ignores_the_raft_position_but_not_the_data() {
     a.apply(&[(3, put("z", "3"))]).unwrap();
     assert_ne!(a.hash().unwrap().0, ha);
 }
+
+#[test]
+fn corrupt_refuses_every_write_until_cleared() {
+    let s = open(&SimStore::new());
+    one(&s, 1, put("a", "1")).unwrap();
+    let corrupt = AlarmMember {
+        member: 9,
+        alarm: AlarmType::Corrupt,
+    };
+    one(
+        &s,
+        2,
+        WriteRequest::Alarm {
+            action: AlarmAction::Activate,
+            alarm: corrupt,
+        },
+    )
+    .unwrap();
+    let rev = s.revision().unwrap();
+    for (i, req) in [
+        put("b", "2"),
+        WriteRequest::DeleteRange(DeleteRangeRequest {
+            key: b"a".to_vec(),
+            ..DeleteRangeRequest::default()
+        }),
+        WriteRequest::Compact { revision: rev },
+        WriteRequest::LeaseGrant { id: 0, ttl: 60 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(one(&s, 3 + i as u64, req), Err(MvccError::Corrupt));
+    }
+    assert_eq!(s.revision().unwrap(), rev);
+    one(
+        &s,
+        10,
+        WriteRequest::Alarm {
+            action: AlarmAction::Deactivate,
+            alarm: corrupt,
+        },
+    )
+    .unwrap();
+    one(&s, 11, put("b", "2")).unwrap();
+}

@@ -77,6 +77,7 @@ pub fn mvcc_status(e: &MvccError) -> Status {
         MvccError::LeaseExists => LEASE_EXIST.status(),
         MvccError::LeaseTtlTooLarge => LEASE_TTL_TOO_LARGE.status(),
         MvccError::NoSpace => NO_SPACE.status(),
+        MvccError::Corrupt => CORRUPT.status(),
         // Not one of etcd's: a broken disk. Internal, with what broke.
         MvccError::Storage(s) => Status::internal(format!("etcdserver: storage failed: {s}")),
     }
@@ -162,6 +163,11 @@ mod tests {
                 MvccError::NoSpace,
                 Code::ResourceExhausted,
                 "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                MvccError::Corrupt,
+                Code::DataLoss,
+                "etcdserver: corrupt cluster",
             ),
         ];
         for (e, code, msg) in cases {

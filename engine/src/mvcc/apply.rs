@@ -48,6 +48,12 @@ impl Apply<'_, '_> {
         if self.nospace() && adds_data(req) {
             return Err(MvccError::NoSpace);
         }
+        // etcd's corrupt applier: nothing but alarm requests while CORRUPT is raised.
+        if !matches!(req, WriteRequest::Alarm { .. })
+            && self.alarms.iter().any(|a| a.alarm == AlarmType::Corrupt)
+        {
+            return Err(MvccError::Corrupt);
+        }
         let response = match req {
             WriteRequest::Put(p) => {
                 self.check_put(p, false)?;

@@ -407,6 +407,9 @@ pub enum MvccError {
     /// The NOSPACE alarm is raised: requests that add data are refused until it is cleared.
     #[error("mvcc: database space exceeded")]
     NoSpace,
+    /// The CORRUPT alarm is raised: only alarm requests apply until it is cleared.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     /// The storage failed; the store is unusable until reopened.
     #[error("mvcc: storage failed: {0}")]
     Storage(String),
