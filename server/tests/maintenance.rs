@@ -306,6 +306,11 @@ fn snapshot_save_then_stratautl_restore_keeps_keys_revisions_leases_and_compacti
     assert_eq!(saved, format!("Snapshot saved at {file_s}\n"));
     // Writes after the snapshot are not in it.
     c.ok(&["put", "after", "snapshot"]);
+    let hash_kv = |ctl: &Ctl| {
+        let out = ctl.ok(&["endpoint", "hashkv", "--rev", &rev.to_string()]);
+        out.split(", ").nth(1).unwrap().trim().to_string()
+    };
+    let source_hash = hash_kv(&c);
 
     let status = stratautl(&["snapshot", "status", file_s, "-w", "json"]);
     assert!(status.status.success(), "{status:?}");
@@ -334,6 +339,7 @@ fn snapshot_save_then_stratautl_restore_keeps_keys_revisions_leases_and_compacti
         endpoint: r.endpoint(),
     };
     assert_eq!(rc.revision(), rev, "the revision is the snapshot's");
+    assert_eq!(hash_kv(&rc), source_hash, "the same history, byte for byte");
     let keys = rc.ok(&["get", "key/", "--prefix", "--keys-only"]);
     assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 49);
     assert_eq!(
