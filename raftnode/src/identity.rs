@@ -53,7 +53,10 @@ pub fn cluster_id(members: &[u64]) -> u64 {
 }
 
 impl Identity {
-    pub(crate) fn load_or_create(
+    /// The identity kept in `member_dir`, or, on first start, etcd's IDs for a one-member
+    /// cluster of `member` with `token`, made durable there (`stratautl snapshot restore`
+    /// writes a restored member's identity with it).
+    pub fn load_or_create(
         member_dir: &Path,
         member: &MemberInfo,
         token: &str,

@@ -47,6 +47,7 @@ etcd_errors! {
     CORRUPT = DataLoss, "etcdserver: corrupt cluster";
     INVALID_SORT_OPTION = InvalidArgument, "etcdserver: invalid sort option";
     PERMISSION_DENIED = PermissionDenied, "etcdserver: permission denied";
+    BAD_LEADER_TRANSFEREE = FailedPrecondition, "etcdserver: bad leader transferee";
 }
 
 impl EtcdError {
@@ -75,6 +76,8 @@ pub fn mvcc_status(e: &MvccError) -> Status {
         MvccError::LeaseNotFound => LEASE_NOT_FOUND.status(),
         MvccError::LeaseExists => LEASE_EXIST.status(),
         MvccError::LeaseTtlTooLarge => LEASE_TTL_TOO_LARGE.status(),
+        MvccError::NoSpace => NO_SPACE.status(),
+        MvccError::Corrupt => CORRUPT.status(),
         // Not one of etcd's: a broken disk. Internal, with what broke.
         MvccError::Storage(s) => Status::internal(format!("etcdserver: storage failed: {s}")),
     }
@@ -155,6 +158,16 @@ mod tests {
                 MvccError::LeaseTtlTooLarge,
                 Code::OutOfRange,
                 "etcdserver: too large lease TTL",
+            ),
+            (
+                MvccError::NoSpace,
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                MvccError::Corrupt,
+                Code::DataLoss,
+                "etcdserver: corrupt cluster",
             ),
         ];
         for (e, code, msg) in cases {

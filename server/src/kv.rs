@@ -72,6 +72,8 @@ impl pb::kv_server::Kv for Kv {
     ) -> Result<Response<pb::PutResponse>, Status> {
         self.ctx.check_leader(&request)?;
         let r = request.into_inner();
+        // As etcd's quota KV server: the quota before the request's own checks.
+        self.ctx.check_quota(crate::quota::cost_put(&r)).await?;
         check::put(&r)?;
         self.ctx.check_size(&r)?;
         match self
@@ -114,6 +116,7 @@ impl pb::kv_server::Kv for Kv {
     ) -> Result<Response<pb::TxnResponse>, Status> {
         self.ctx.check_leader(&request)?;
         let r = request.into_inner();
+        self.ctx.check_quota(crate::quota::cost_txn(&r)).await?;
         check::txn(&r, self.ctx.limits.max_txn_ops)?;
         self.ctx.check_size(&r)?;
         let t = convert::txn_request(r)?;

@@ -24,6 +24,9 @@ impl pb::lease_server::Lease for LeaseSvc {
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         self.ctx.check_leader(&request)?;
         let r = request.into_inner();
+        self.ctx
+            .check_quota(crate::quota::cost_lease_grant())
+            .await?;
         let (resp, header) = self
             .ctx
             .write(WriteRequest::LeaseGrant {

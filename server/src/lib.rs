@@ -8,19 +8,28 @@
 //!   `convert.rs`: wire ↔ engine types;
 //! - `watch.rs`: the Watch stream (many watchers per stream, progress, fragments);
 //! - `lease.rs`: Grant, Revoke, KeepAlive, TimeToLive, Leases;
-//! - `maintenance.rs`: Status, HashKV, Alarm and Cluster.MemberList;
-//! - `errors.rs`: etcd's gRPC codes and messages, in one place;
+//! - `maintenance.rs`: Status, Hash, HashKV, Defragment, Alarm, MoveLeader and
+//!   Cluster.MemberList; `snapshot.rs`: Maintenance.Snapshot (and the file format
+//!   `stratautl` restores); `quota.rs`: the backend quota and the NOSPACE alarm;
+//!   `compactor.rs`: auto-compaction;
+//! - `errors.rs`: etcd's gRPC codes and messages, in one place; `grpc_limit.rs`: grpc-go's
+//!   answer to a message over the receive limit;
 //! - `config/`: etcd's flags, config file and `ETCD_*` variables (`config/table.rs` says what
 //!   Strata does with each flag); `main.rs`: the `strata` binary.
 
 pub mod check;
+pub mod compactor;
 pub mod config;
 pub mod convert;
 pub mod errors;
+mod grpc_limit;
 mod kv;
 mod lease;
 mod maintenance;
 pub mod proto;
+pub mod quota;
+pub mod restore;
+pub mod snapshot;
 mod watch;
 
 use std::future::Future;
@@ -46,6 +55,9 @@ pub struct Limits {
     /// Interval of progress notifications to watchers that asked for them (etcd's
     /// `--watch-progress-notify-interval`, 10 minutes).
     pub progress_notify_interval: Duration,
+    /// The backend quota in bytes (etcd's `--quota-backend-bytes`; its default, 2 GiB, when
+    /// the flag is 0): past it the NOSPACE alarm is raised (see `quota.rs`).
+    pub quota_backend_bytes: u64,
 }
 
 impl Default for Limits {
@@ -54,6 +66,7 @@ impl Default for Limits {
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
             progress_notify_interval: Duration::from_secs(600),
+            quota_backend_bytes: quota::DEFAULT_QUOTA_BYTES,
         }
     }
 }
@@ -124,6 +137,9 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let router = Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                grpc_limit::rewrite::<tonic::body::Body>,
+            ))
             .add_service(
                 pb::kv_server::KvServer::new(kv::Kv { ctx: ctx.clone() })
                     .max_decoding_message_size(recv)

@@ -103,7 +103,13 @@ async fn run(cfg: Box<Config>) -> Result<(), String> {
     opts.snapshot_count = cfg.snapshot_count;
     opts.catch_up_entries = cfg.snapshot_catchup_entries;
     opts.wal_dir = cfg.wal_dir.clone();
+    let compaction =
+        strata_server::compactor::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
     let node = RaftNode::start(opts).await.map_err(|e| e.to_string())?;
+    let compactor = compaction.map(|mode| {
+        tracing::info!(?mode, "auto-compaction enabled");
+        tokio::spawn(strata_server::compactor::run(node.clone(), mode))
+    });
     tracing::info!(
         name = %cfg.name,
         data_dir = %data_dir.display(),
@@ -111,12 +117,29 @@ async fn run(cfg: Box<Config>) -> Result<(), String> {
         cluster = %format!("{:x}", node.cluster_id()),
         "ready to serve client requests"
     );
+    let (quota_backend_bytes, quota_too_large) =
+        strata_server::quota::effective_quota(cfg.quota_backend_bytes);
+    if quota_too_large {
+        tracing::warn!(
+            quota_size_bytes = quota_backend_bytes,
+            maximum_size_bytes = strata_server::quota::MAX_QUOTA_BYTES,
+            "quota exceeds the maximum value"
+        );
+    }
+    tracing::info!(
+        quota_size_bytes = quota_backend_bytes,
+        "enabled backend quota"
+    );
     let limits = Limits {
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         progress_notify_interval: cfg.watch_progress_notify_interval,
+        quota_backend_bytes,
     };
     let served = serve(node.clone(), listeners, limits, shutdown_signal()).await;
+    if let Some(c) = compactor {
+        c.abort();
+    }
     // Stop raft and make the engine durable whatever happened to the listeners.
     let stopped = node.shutdown().await;
     served.map_err(|e| format!("serving: {e}"))?;

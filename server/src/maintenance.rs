@@ -1,9 +1,11 @@
-//! The Maintenance service (Status, HashKV, Defragment, Alarm) and the Cluster service
-//! (MemberList).
+//! The Maintenance service (Status, Hash, HashKV, Defragment, Alarm, Snapshot, MoveLeader)
+//! and the Cluster service (MemberList).
 
 use crate::Ctx;
-use crate::errors::mvcc_status;
+use crate::errors::{BAD_LEADER_TRANSFEREE, NO_LEADER, NOT_LEADER, mvcc_status, node_status};
 use crate::proto::etcdserverpb as pb;
+use crate::quota::alarm_string;
+use strata_engine::mvcc::{AlarmAction, AlarmMember, AlarmType, WriteRequest, WriteResponse};
 use tonic::{Request, Response, Status};
 
 /// The etcd version Strata reports. kube-apiserver enables watch progress requests only for
@@ -18,6 +20,47 @@ pub struct MaintenanceSvc {
 /// The Cluster service.
 pub struct ClusterSvc {
     pub(crate) ctx: Ctx,
+}
+
+fn alarm_to_pb(a: &AlarmMember) -> pb::AlarmMember {
+    pb::AlarmMember {
+        member_id: a.member,
+        alarm: a.alarm.code(),
+    }
+}
+
+impl MaintenanceSvc {
+    /// Alarm GET: every alarm (type NONE, 0) or those of one type, after a read barrier
+    /// (etcd answers it through raft).
+    async fn alarm_list(&self, alarm: i32) -> Result<Response<pb::AlarmResponse>, Status> {
+        self.ctx
+            .node
+            .read_barrier()
+            .await
+            .map_err(|e| node_status(&e))?;
+        let wanted = AlarmType::from_code(alarm);
+        let alarms = self
+            .ctx
+            .node
+            .store()
+            .alarms()
+            .map_err(|e| mvcc_status(&e))?
+            .iter()
+            .filter(|a| alarm == 0 || Some(a.alarm) == wanted)
+            .map(alarm_to_pb)
+            .collect();
+        Ok(Response::new(pb::AlarmResponse {
+            header: Some(self.ctx.current_header()?),
+            alarms,
+        }))
+    }
+
+    fn no_alarms(&self) -> Result<Response<pb::AlarmResponse>, Status> {
+        Ok(Response::new(pb::AlarmResponse {
+            header: Some(self.ctx.current_header()?),
+            alarms: Vec::new(),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -38,6 +81,18 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
             .page_count
             .saturating_sub(db.free_pages + db.pending_pages)
             * db.page_size as u64;
+        // As etcd: "no leader", then every raised alarm in its text form.
+        let mut errors = Vec::new();
+        if st.leader.is_none() {
+            errors.push(NO_LEADER.message.to_string());
+        }
+        errors.extend(
+            store
+                .alarms()
+                .map_err(|e| mvcc_status(&e))?
+                .iter()
+                .map(alarm_string),
+        );
         Ok(Response::new(pb::StatusResponse {
             header: Some(self.ctx.header(revision)),
             version: ETCD_VERSION.into(),
@@ -46,11 +101,11 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
             raft_index: st.raft_index,
             raft_term: st.term,
             raft_applied_index: st.applied_index,
-            errors: Vec::new(),
+            errors,
             db_size_in_use: in_use as i64,
             is_learner: false,
             storage_version: String::new(),
-            db_size_quota: 0,
+            db_size_quota: self.ctx.limits.quota_backend_bytes as i64,
             downgrade_info: None,
         }))
     }
@@ -103,11 +158,88 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
         request: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         self.ctx.check_leader(&request)?;
-        // No alarm is ever raised yet (quota comes with the production issue): the list is
-        // empty and disarming is a no-op, as on an etcd member without alarms.
+        let r = request.into_inner();
+        let wanted = AlarmType::from_code(r.alarm);
+        let action = match pb::alarm_request::AlarmAction::try_from(r.action) {
+            Ok(pb::alarm_request::AlarmAction::Get) => return self.alarm_list(r.alarm).await,
+            Ok(pb::alarm_request::AlarmAction::Activate) => AlarmAction::Activate,
+            Ok(pb::alarm_request::AlarmAction::Deactivate) => AlarmAction::Deactivate,
+            // etcd's applier has no case for it: an empty answer.
+            Err(_) => return self.no_alarms(),
+        };
+        // Activating NONE (or an unknown type) does nothing in etcd.
+        let Some(alarm) = wanted else {
+            return self.no_alarms();
+        };
+        let alarm = AlarmMember {
+            member: r.member_id,
+            alarm,
+        };
+        let (resp, header) = self
+            .ctx
+            .write(WriteRequest::Alarm { action, alarm })
+            .await?;
+        let WriteResponse::Alarm(changed) = resp else {
+            return Err(Status::internal("etcdserver: unexpected response to alarm"));
+        };
+        if !changed.is_empty() {
+            tracing::warn!(?action, alarms = ?changed, "alarm changed");
+        }
         Ok(Response::new(pb::AlarmResponse {
+            header: Some(header),
+            alarms: changed.iter().map(alarm_to_pb).collect(),
+        }))
+    }
+
+    async fn hash(
+        &self,
+        request: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        self.ctx.check_leader(&request)?;
+        let store = self.ctx.node.store();
+        let (hash, revision) = tokio::task::spawn_blocking(move || store.hash())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| mvcc_status(&e))?;
+        Ok(Response::new(pb::HashResponse {
+            header: Some(self.ctx.header(revision)),
+            hash,
+        }))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::SnapshotResponse>>, Status> {
+        self.ctx.check_leader(&request)?;
+        let stream = crate::snapshot::stream(self.ctx.node.store(), self.ctx.current_header()?)?;
+        Ok(Response::new(stream))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        self.ctx.check_leader(&request)?;
+        let target = request.into_inner().target_id;
+        // As etcd 3.5 (v3rpc MoveLeader, then EtcdServer.MoveLeader): only the leader
+        // transfers; the transferee must be a voting member; transferring to the leader itself
+        // is done at once (raft ignores it and the leader already is the target).
+        let me = self.ctx.node.member_id();
+        if self.ctx.node.leader() != Some(me) {
+            return Err(NOT_LEADER.status());
+        }
+        if !self.ctx.node.members().iter().any(|(id, _)| *id == target) {
+            return Err(BAD_LEADER_TRANSFEREE.status());
+        }
+        if target != me {
+            // Members are added with the clustering issue; until then the only voter is the
+            // leader itself and this is unreachable.
+            return Err(BAD_LEADER_TRANSFEREE.status());
+        }
+        tracing::info!(target = %format!("{target:x}"), "leadership transfer: already the leader");
+        Ok(Response::new(pb::MoveLeaderResponse {
             header: Some(self.ctx.current_header()?),
-            alarms: Vec::new(),
         }))
     }
 }

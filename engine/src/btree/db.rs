@@ -279,6 +279,15 @@ impl Db {
         Ok(true)
     }
 
+    /// The pages of the last published commit, in bytes: the high-water mark of the file's
+    /// used part, in use or free (bbolt's `Tx.Size`, which etcd's backend quota compares). The
+    /// file itself is longer by up to one growth step. Unlike [`stats`](Self::stats) it takes
+    /// no lock a writer holds, so every request may ask.
+    pub fn size_bytes(&self) -> Result<u64> {
+        let pages = lock(&self.shared.readers)?.current().page_count;
+        Ok(pages * self.shared.page_size as u64)
+    }
+
     /// File and reader statistics.
     pub fn stats(&self) -> Result<Stats> {
         let (txn, readers, oldest) = {

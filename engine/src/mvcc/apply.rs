@@ -2,9 +2,10 @@
 //! put, delete, txn (compare path, duplicate-key rule), compaction requests and leases, with a
 //! view of the batch's own earlier writes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::btree::WriteTxn;
+use crate::mvcc::backend::{ALARM_BUCKET, LEASE_FLOOR, alarm_key};
 use crate::mvcc::kv::KeyValue;
 use crate::mvcc::ops::*;
 use crate::mvcc::revision::Revision;
@@ -28,6 +29,10 @@ pub(super) struct Apply<'a, 'db> {
     /// Index updates to make after the commit.
     pub(super) changes: Vec<Change>,
     pub(super) compact_to: Option<i64>,
+    /// The alarms raised, as this batch leaves them.
+    pub(super) alarms: BTreeSet<AlarmMember>,
+    /// The lowest ID a lease granted without one may get (see `lease_grant`).
+    pub(super) lease_floor: i64,
 }
 
 impl Apply<'_, '_> {
@@ -38,6 +43,17 @@ impl Apply<'_, '_> {
     ) -> Result<Applied<WriteResponse>, MvccError> {
         let rev = self.main + 1;
         let mut sub = 0;
+        // etcd's capped applier: while NOSPACE is raised, nothing that adds data applies
+        // (deletes, compaction and revokes still do, so an operator can make room).
+        if self.nospace() && adds_data(req) {
+            return Err(MvccError::NoSpace);
+        }
+        // etcd's corrupt applier: nothing but alarm requests while CORRUPT is raised.
+        if !matches!(req, WriteRequest::Alarm { .. })
+            && self.alarms.iter().any(|a| a.alarm == AlarmType::Corrupt)
+        {
+            return Err(MvccError::Corrupt);
+        }
         let response = match req {
             WriteRequest::Put(p) => {
                 self.check_put(p, false)?;
@@ -79,6 +95,7 @@ impl Apply<'_, '_> {
                 self.lease_revoke(*id, rev, &mut sub)?;
                 WriteResponse::LeaseRevoke
             }
+            WriteRequest::Alarm { action, alarm } => self.alarm(*action, *alarm)?,
         };
         if sub > 0 {
             self.main = rev;
@@ -183,11 +200,18 @@ impl Apply<'_, '_> {
             }
             id
         } else {
-            // Every member picks the same ID: the first free one from the log index on.
-            let mut id = (log_index as i64).max(1);
+            // Every member picks the same ID: the first free one from the log index on, and
+            // never below the floor, which stays above every ID granted before — also across
+            // a snapshot restore, whose new raft log starts again at index 1 (an old client
+            // holding a revoked lease's ID must not find it granted anew).
+            let mut id = (log_index as i64).max(self.lease_floor).max(1);
             while self.lease_exists(id) {
                 id += 1;
             }
+            self.lease_floor = id.saturating_add(1);
+            self.w
+                .put(META_BUCKET, LEASE_FLOOR, &self.lease_floor.to_be_bytes())
+                .map_err(storage)?;
             id
         };
         let ttl = ttl.max(self.opts.lease_min_ttl);
@@ -196,6 +220,41 @@ impl Apply<'_, '_> {
             .map_err(storage)?;
         self.lease_overlay.insert(id, Some(ttl));
         Ok(WriteResponse::LeaseGrant { id, ttl })
+    }
+
+    fn nospace(&self) -> bool {
+        self.alarms.iter().any(|a| a.alarm == AlarmType::Nospace)
+    }
+
+    /// etcd's alarm apply: activating an alarm already raised, or deactivating one not
+    /// raised, changes nothing and answers no alarm.
+    fn alarm(
+        &mut self,
+        action: AlarmAction,
+        alarm: AlarmMember,
+    ) -> Result<WriteResponse, MvccError> {
+        let key = alarm_key(&alarm);
+        let changed = match action {
+            AlarmAction::Activate => {
+                let new = self.alarms.insert(alarm);
+                if new {
+                    self.w.put(ALARM_BUCKET, &key, &[]).map_err(storage)?;
+                }
+                new
+            }
+            AlarmAction::Deactivate => {
+                let had = self.alarms.remove(&alarm);
+                if had {
+                    self.w.delete(ALARM_BUCKET, &key).map_err(storage)?;
+                }
+                had
+            }
+        };
+        Ok(WriteResponse::Alarm(if changed {
+            vec![alarm]
+        } else {
+            Vec::new()
+        }))
     }
 
     fn lease_revoke(&mut self, id: i64, main: i64, sub: &mut i64) -> Result<(), MvccError> {
@@ -501,6 +560,17 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 /// `[key, "\0")`, which holds no key. What Strata does not copy: etcd searches its interval
 /// tree with a walk that can miss an overlap when a reversed (empty) range sits in the same
 /// tree; here every delete is tested.
+/// Whether a request adds data, as etcd's quota counts it: a put, a transaction with a put in
+/// either branch (nested transactions are not looked into), a lease grant.
+pub fn adds_data(req: &WriteRequest) -> bool {
+    let put = |ops: &[RequestOp]| ops.iter().any(|op| matches!(op, RequestOp::Put(_)));
+    match req {
+        WriteRequest::Put(_) | WriteRequest::LeaseGrant { .. } => true,
+        WriteRequest::Txn(t) => put(&t.success) || put(&t.failure),
+        _ => false,
+    }
+}
+
 fn check_txn(t: &TxnRequest) -> Result<(), MvccError> {
     intervals(&t.success)?;
     intervals(&t.failure)?;

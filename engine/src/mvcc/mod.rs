@@ -3,6 +3,7 @@
 //! store that applies etcd's operations on top of them is built on these.
 
 mod apply;
+mod backend;
 mod key_index;
 mod kv;
 mod maintenance;
@@ -11,6 +12,8 @@ mod revision;
 mod store;
 mod watch;
 
+pub use apply::adds_data;
+pub use backend::{BackendDigest, backend_digest, prepare_restored};
 pub use key_index::{Generation, KeyAt, KeyIndex};
 pub use kv::KeyValue;
 pub use ops::*;

@@ -244,6 +244,71 @@ pub enum WriteRequest {
         /// The lease ID.
         id: i64,
     },
+    /// Raise or clear an alarm for a member (etcd's `AlarmRequest` ACTIVATE/DEACTIVATE; the
+    /// alarms live in the `alarm` bucket, so they survive restarts).
+    Alarm {
+        /// Raise or clear.
+        action: AlarmAction,
+        /// The alarm and the member it is for.
+        alarm: AlarmMember,
+    },
+}
+
+/// What an alarm request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum AlarmAction {
+    /// Raise the alarm.
+    Activate,
+    /// Clear it.
+    Deactivate,
+}
+
+/// An alarm kind (etcd's `AlarmType`, whose wire numbers are [`AlarmType::code`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum AlarmType {
+    /// The backend quota is exhausted: writes that add data are refused.
+    Nospace,
+    /// A member's data was found corrupt.
+    Corrupt,
+}
+
+impl AlarmType {
+    /// etcd's enum number (`NONE` is 0).
+    pub fn code(self) -> i32 {
+        match self {
+            AlarmType::Nospace => 1,
+            AlarmType::Corrupt => 2,
+        }
+    }
+
+    /// The type for etcd's enum number (`None` for `NONE` and unknown numbers).
+    pub fn from_code(code: i32) -> Option<AlarmType> {
+        match code {
+            1 => Some(AlarmType::Nospace),
+            2 => Some(AlarmType::Corrupt),
+            _ => None,
+        }
+    }
+
+    /// etcd's name for it (`NOSPACE`, `CORRUPT`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AlarmType::Nospace => "NOSPACE",
+            AlarmType::Corrupt => "CORRUPT",
+        }
+    }
+}
+
+/// One raised alarm: which member, which kind (etcd's `AlarmMember`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct AlarmMember {
+    /// The member ID.
+    pub member: u64,
+    /// The alarm.
+    pub alarm: AlarmType,
 }
 
 /// The result of an applied request.
@@ -267,6 +332,8 @@ pub enum WriteResponse {
     },
     /// A lease was revoked.
     LeaseRevoke,
+    /// The alarm raised or cleared (empty: it was already raised, or was not raised).
+    Alarm(Vec<AlarmMember>),
 }
 
 /// What `LeaseTimeToLive` reports.
@@ -337,6 +404,12 @@ pub enum MvccError {
     /// The TTL is above etcd's maximum (9,000,000,000 s).
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
+    /// The NOSPACE alarm is raised: requests that add data are refused until it is cleared.
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
+    /// The CORRUPT alarm is raised: only alarm requests apply until it is cleared.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     /// The storage failed; the store is unusable until reopened.
     #[error("mvcc: storage failed: {0}")]
     Storage(String),

@@ -5,7 +5,11 @@
 //!   protobuf `KeyValue` of that revision (a tombstone stores just the key);
 //! - bucket `meta`: `consistent_index` (the last applied raft log index, u64 big-endian),
 //!   `scheduledCompactRev` and `finishedCompactRev` (i64 big-endian), written in the same
-//!   commit as the data they describe.
+//!   commit as the data they describe; `leaseIdFloor` (i64 big-endian, the lowest ID the next
+//!   lease granted without one may get);
+//! - bucket `lease`: lease ID → granted TTL (both i64 big-endian);
+//! - bucket `alarm`: raised alarms, member ID (u64 big-endian) then alarm type (i32
+//!   big-endian), empty value (see `backend.rs`).
 //!
 //! In memory: the key index (key → [`KeyIndex`]), rebuilt by scanning the `key` bucket on
 //! open, as etcd does.
@@ -22,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::btree::{Db, Durability, ReadTxn};
 use crate::mvcc::apply::Apply;
+use crate::mvcc::backend::{LEASE_FLOOR, load_alarms};
 use crate::mvcc::key_index::KeyIndex;
 use crate::mvcc::kv::KeyValue;
 use crate::mvcc::maintenance::{Cadence, Compactor, Syncer};
@@ -32,7 +37,7 @@ use crate::mvcc::watch::{Event, Hub, HubLock, to_event};
 pub(super) const KEY_BUCKET: &[u8] = b"key";
 /// The bucket holding the store's own records (applied index, compaction revisions, raft meta).
 pub const META_BUCKET: &[u8] = b"meta";
-const CONSISTENT_INDEX: &[u8] = b"consistent_index";
+pub(super) const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 pub(super) const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 pub(super) const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 pub(super) const LEASE_BUCKET: &[u8] = b"lease";
@@ -75,6 +80,10 @@ pub(super) struct Index {
     pub(super) compacted: i64,
     pub(super) applied: u64,
     pub(super) leases: BTreeMap<i64, Lease>,
+    /// The alarms raised (bucket `alarm`).
+    pub(super) alarms: std::collections::BTreeSet<AlarmMember>,
+    /// The lowest ID the next lease granted without an ID may get (meta `leaseIdFloor`).
+    pub(super) lease_floor: i64,
 }
 
 /// A lease: its granted TTL, the keys attached to it, and when it was last renewed by this
@@ -204,6 +213,8 @@ impl MvccStore {
                 .transpose()
         };
         let applied = meta(CONSISTENT_INDEX)?.unwrap_or(0) as u64;
+        let stored_floor = meta(LEASE_FLOOR)?.unwrap_or(0);
+        let alarms = load_alarms(&r)?;
         let scheduled = meta(SCHEDULED_COMPACT)?.unwrap_or(0);
         let finished = meta(FINISHED_COMPACT)?.unwrap_or(0);
         let mut leases: BTreeMap<i64, Lease> = BTreeMap::new();
@@ -283,12 +294,17 @@ impl MvccStore {
         let keys: BTreeMap<Vec<u8>, KeyIndex> = built.into_iter().collect();
         // The scan touched every page once; do not keep them all resident for it.
         db.release_mapped_pages().map_err(storage)?;
+        // A store written before the floor was kept: above every lease it holds.
+        let lease_floor =
+            stored_floor.max(leases.keys().last().map_or(1, |id| id.saturating_add(1)));
         let index = Arc::new(RwLock::new(Index {
             keys,
             current: current.max(scheduled),
             compacted: finished.max(scheduled),
             applied,
             leases,
+            alarms,
+            lease_floor,
         }));
         let syncer = Syncer {
             db: db.clone(),
@@ -426,6 +442,8 @@ impl MvccStore {
             lease_overlay: BTreeMap::new(),
             changes: Vec::new(),
             compact_to: None,
+            alarms: idx.alarms.clone(),
+            lease_floor: idx.lease_floor,
         };
         let mut results = Vec::with_capacity(todo.len());
         for (log_index, req) in &todo {
@@ -434,6 +452,7 @@ impl MvccStore {
         let (changes, compact_to, main) =
             (std::mem::take(&mut ctx.changes), ctx.compact_to, ctx.main);
         let lease_changes = std::mem::take(&mut ctx.lease_overlay);
+        let (alarms, lease_floor) = (std::mem::take(&mut ctx.alarms), ctx.lease_floor);
         drop(idx);
         w.put(META_BUCKET, CONSISTENT_INDEX, &last_index.to_be_bytes())
             .map_err(storage)?;
@@ -478,6 +497,8 @@ impl MvccStore {
             }
             idx.current = main;
             idx.applied = last_index;
+            idx.alarms = alarms;
+            idx.lease_floor = lease_floor;
             if let Some(rev) = compact_to {
                 // Reads below the compaction are refused from now on; the compactor drops the
                 // history from the index and the tree in the background.

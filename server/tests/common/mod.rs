@@ -207,6 +207,11 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd with its defaults on free loopback ports; waits until it serves.
     pub fn start(bin: &Path) -> Etcd {
+        Self::start_with(bin, &[])
+    }
+
+    /// [`Etcd::start`] with extra flags.
+    pub fn start_with(bin: &Path, extra: &[&str]) -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let peer = free_port();
@@ -228,6 +233,7 @@ impl Etcd {
             .arg(&peer_url)
             .arg("--initial-cluster")
             .arg(format!("default={peer_url}"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
