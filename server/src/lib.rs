@@ -10,16 +10,23 @@
 //! - `lease.rs`: Grant, Revoke, KeepAlive, TimeToLive, Leases;
 //! - `maintenance.rs`: Status, HashKV, Alarm and Cluster.MemberList;
 //! - `errors.rs`: etcd's gRPC codes and messages, in one place;
+//! - `transport.rs`: listeners, TLS (rustls), plain and TLS on one port; `service.rs`: each
+//!   request to gRPC or to the HTTP endpoints (`http.rs`: /health, /livez, /readyz,
+//!   /version, /metrics); `metrics.rs`: Prometheus metrics with etcd's names;
 //! - `config.rs`: etcd's flags; `main.rs`: the `strata` binary.
 
 pub mod check;
 pub mod config;
 pub mod convert;
 pub mod errors;
+mod http;
 mod kv;
 mod lease;
 mod maintenance;
+pub mod metrics;
 pub mod proto;
+mod service;
+pub mod transport;
 mod watch;
 
 use std::future::Future;
@@ -27,11 +34,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_raftnode::RaftNode;
-use tokio::net::TcpListener;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 pub use maintenance::ETCD_VERSION;
+pub use metrics::MetricsInfo;
+pub use transport::{Listener, Role, TlsFiles};
 
 use crate::proto::etcdserverpb as pb;
 
@@ -98,20 +107,25 @@ impl Ctx {
     }
 }
 
-/// Serves the etcd API on `listeners` until `shutdown` completes; then stops accepting,
-/// lets in-flight requests finish, and returns.
+/// Serves the etcd API (client listeners: gRPC and the HTTP endpoints; metrics listeners:
+/// the HTTP endpoints) until `shutdown` completes; then stops accepting, lets in-flight
+/// requests finish, and returns.
 pub async fn serve(
     node: Arc<RaftNode>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     limits: Limits,
+    info: MetricsInfo,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let ctx = Ctx {
-        node,
+        node: node.clone(),
         limits: Arc::new(limits),
     };
-    // etcd's gRPC receive limit is the request limit plus 512 KiB of overhead.
-    let recv = ctx.limits.max_request_bytes + 512 * 1024;
+    let routes = grpc_routes(&ctx);
+    let http = http::HttpCtx {
+        node,
+        info: Arc::new(info),
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -119,40 +133,22 @@ pub async fn serve(
     });
     let mut servers = Vec::new();
     for listener in listeners {
-        let ctx = ctx.clone();
         let mut stop = stop_rx.clone();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let router = Server::builder()
-            .add_service(
-                pb::kv_server::KvServer::new(kv::Kv { ctx: ctx.clone() })
-                    .max_decoding_message_size(recv)
-                    .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(
-                pb::watch_server::WatchServer::new(watch::WatchSvc { ctx: ctx.clone() })
-                    .max_decoding_message_size(recv)
-                    .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(
-                pb::lease_server::LeaseServer::new(lease::LeaseSvc { ctx: ctx.clone() })
-                    .max_decoding_message_size(recv),
-            )
-            .add_service(
-                pb::maintenance_server::MaintenanceServer::new(maintenance::MaintenanceSvc {
-                    ctx: ctx.clone(),
-                })
-                .max_decoding_message_size(recv)
-                .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(pb::cluster_server::ClusterServer::new(
-                maintenance::ClusterSvc { ctx: ctx.clone() },
-            ));
-        servers.push(tokio::spawn(router.serve_with_incoming_shutdown(
-            incoming,
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )));
+        let dispatch = service::Dispatch {
+            grpc: (listener.role == Role::Client).then(|| routes.clone()),
+            http: http.clone(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(128);
+        tokio::spawn(transport::accept_loop(listener, tx));
+        // HTTP/1.1 as well as HTTP/2 on every connection, so /health and /metrics answer
+        // plain GETs on the gRPC port as they do on etcd's.
+        servers.push(tokio::spawn(
+            Server::builder()
+                .accept_http1(true)
+                .serve_with_incoming_shutdown(dispatch, ReceiverStream::new(rx), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                }),
+        ));
     }
     for s in servers {
         match s.await {
@@ -161,4 +157,35 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The gRPC services with etcd's message size limits.
+fn grpc_routes(ctx: &Ctx) -> Routes {
+    // etcd's gRPC receive limit is the request limit plus 512 KiB of overhead.
+    let recv = ctx.limits.max_request_bytes + 512 * 1024;
+    Routes::new(
+        pb::kv_server::KvServer::new(kv::Kv { ctx: ctx.clone() })
+            .max_decoding_message_size(recv)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        pb::watch_server::WatchServer::new(watch::WatchSvc { ctx: ctx.clone() })
+            .max_decoding_message_size(recv)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        pb::lease_server::LeaseServer::new(lease::LeaseSvc { ctx: ctx.clone() })
+            .max_decoding_message_size(recv),
+    )
+    .add_service(
+        pb::maintenance_server::MaintenanceServer::new(maintenance::MaintenanceSvc {
+            ctx: ctx.clone(),
+        })
+        .max_decoding_message_size(recv)
+        .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(pb::cluster_server::ClusterServer::new(
+        maintenance::ClusterSvc { ctx: ctx.clone() },
+    ))
+    .prepare()
 }

@@ -88,10 +88,12 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
         self.ctx.check_leader(&request)?;
         // Non-blocking: reads and writes go on while pages move and the file shrinks.
         let store = self.ctx.node.store();
+        let started = std::time::Instant::now();
         let report = tokio::task::spawn_blocking(move || store.defrag())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| mvcc_status(&e))?;
+        crate::metrics::METRICS.defrag(started.elapsed());
         tracing::info!(?report, "defragmented");
         Ok(Response::new(pb::DefragmentResponse {
             header: Some(self.ctx.current_header()?),
