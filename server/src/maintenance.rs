@@ -34,10 +34,8 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
             .stats()
             .map_err(|e| Status::internal(e.to_string()))?;
         let revision = store.revision().map_err(|e| mvcc_status(&e))?;
-        let in_use = db
-            .page_count
-            .saturating_sub(db.free_pages + db.pending_pages)
-            * db.page_size as u64;
+        // `free_pages` already counts the pages pending reuse.
+        let in_use = db.page_count.saturating_sub(db.free_pages) * db.page_size as u64;
         Ok(Response::new(pb::StatusResponse {
             header: Some(self.ctx.header(revision)),
             version: ETCD_VERSION.into(),

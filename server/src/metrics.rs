@@ -398,10 +398,8 @@ pub(crate) fn render(node: &RaftNode, info: &MetricsInfo) -> String {
 
     // MVCC.
     if let Some(db) = &db {
-        let in_use = db
-            .page_count
-            .saturating_sub(db.free_pages + db.pending_pages)
-            * db.page_size as u64;
+        // `free_pages` already counts the pages pending reuse.
+        let in_use = db.page_count.saturating_sub(db.free_pages) * db.page_size as u64;
         let file = db.file_bytes;
         add("etcd_mvcc_db_total_size_in_bytes", &|o| {
             gauge(
@@ -638,7 +636,7 @@ pub(crate) fn render(node: &RaftNode, info: &MetricsInfo) -> String {
         )
     });
     if let Some(db) = &db {
-        let (readers, free) = (db.readers, db.free_pages + db.pending_pages);
+        let (readers, free) = (db.readers, db.free_pages);
         add("strata_backend_open_read_transactions", &|o| {
             gauge(
                 o,
