@@ -139,7 +139,7 @@ pub async fn serve(
             http: http.clone(),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(128);
-        tokio::spawn(transport::accept_loop(listener, tx));
+        tokio::spawn(transport::accept_loop(listener, tx, stop_rx.clone()));
         // HTTP/1.1 as well as HTTP/2 on every connection, so /health and /metrics answer
         // plain GETs on the gRPC port as they do on etcd's.
         servers.push(tokio::spawn(

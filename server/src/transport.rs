@@ -337,8 +337,13 @@ impl AsyncWrite for Conn {
 }
 
 /// Accepts connections on `l` and sends them (TLS ones after their handshake) to `tx`,
-/// until the receiving server is gone.
-pub(crate) async fn accept_loop(l: Listener, tx: mpsc::Sender<io::Result<Conn>>) {
+/// until `stop` turns true or the receiving server is gone; then closes the socket, so new
+/// clients are refused at once while the server drains the connections it has.
+pub(crate) async fn accept_loop(
+    l: Listener,
+    tx: mpsc::Sender<io::Result<Conn>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let count = match l.role {
         Role::Client => Count::Undecided,
         Role::Metrics => Count::No,
@@ -347,6 +352,7 @@ pub(crate) async fn accept_loop(l: Listener, tx: mpsc::Sender<io::Result<Conn>>)
     loop {
         let accepted = tokio::select! {
             _ = tx.closed() => return,
+            _ = stop.wait_for(|s| *s) => return,
             r = l.tcp.accept() => r,
         };
         let (stream, peer) = match accepted {

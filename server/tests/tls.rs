@@ -280,3 +280,52 @@ fn one_address_named_by_http_and_https_serves_both() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n", "TLS: {out:?}");
     assert_eq!(get(port, "/version", None).unwrap().status, 200);
 }
+
+#[test]
+fn renewed_server_certificate_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (Ca::new(dir.path(), "old-ca"), Ca::new(dir.path(), "new-ca"));
+    let server = old_ca.server("server");
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let srv = Server::start(
+        &dir.path().join("data"),
+        port,
+        &[
+            s("--listen-client-urls"),
+            url.clone(),
+            s("--advertise-client-urls"),
+            url,
+            s("--cert-file"),
+            server.cert.display().to_string(),
+            s("--key-file"),
+            server.key.display().to_string(),
+        ],
+    );
+    let trusting = |ca: &Ca| ClientTls {
+        ca: ca.cert.clone(),
+        identity: None,
+    };
+    assert_eq!(
+        get(port, "/health", Some(&trusting(&old_ca)))
+            .unwrap()
+            .status,
+        200
+    );
+    // Renew in place, as `kubeadm certs renew` does: key first, then certificate.
+    let renewed = new_ca.server("renewed");
+    std::fs::copy(&renewed.key, &server.key).unwrap();
+    std::fs::copy(&renewed.cert, &server.cert).unwrap();
+    assert_eq!(
+        get(port, "/health", Some(&trusting(&new_ca)))
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(get(port, "/health", Some(&trusting(&old_ca))).is_err());
+    assert!(
+        srv.log().contains("reloaded the server certificate"),
+        "{}",
+        srv.log()
+    );
+}
