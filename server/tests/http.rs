@@ -228,12 +228,44 @@ fn metrics_move_with_the_load() {
         Some(1.0)
     );
     assert!(sample(&after, "etcd_disk_backend_commit_duration_seconds_count").unwrap() >= 1.0);
+    // A watch whose client goes away ends as Canceled, as grpc-go reports it.
+    let mut watch = std::process::Command::new(&bin)
+        .env("ETCDCTL_API", "3")
+        .args([format!("--endpoints={endpoint}"), s("watch"), s("w")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let watch_started = r#"grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"}"#;
+    let watch_canceled = r#"grpc_server_handled_total{grpc_code="Canceled",grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"}"#;
+    wait_for(mport, watch_started, 1.0);
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    wait_for(mport, watch_canceled, 1.0);
+
     let health_ok = sample(&after, "etcd_server_health_success").unwrap();
     get(mport, "/health", None).unwrap();
     assert_eq!(
         sample(&metrics(mport), "etcd_server_health_success"),
         Some(health_ok + 1.0)
     );
+}
+
+/// Polls `/metrics` until the sample `name` reaches `want` (a minute at most: the test
+/// asserts what happens, never how fast).
+fn wait_for(port: u16, name: &str, want: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let m = metrics(port);
+        if sample(&m, name).is_some_and(|v| v >= want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never reached {want}:\n{m}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// One metric family as read from the text.
