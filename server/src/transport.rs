@@ -6,7 +6,8 @@
 //! which serves HTTP/2 and HTTP/1.1 on each (`accept_http1`), so gRPC and the HTTP
 //! endpoints share the port as they do on etcd. TLS handshakes run in their own tasks, so a
 //! slow or failing client never holds up the accept loop; a failed handshake is logged and
-//! the listener goes on. Every connection gets `TCP_NODELAY`.
+//! the listener goes on. Every connection gets `TCP_NODELAY` and, as on etcd, TCP keepalive
+//! after 30 s idle.
 //!
 //! TLS follows etcd's `TLSInfo.ServerConfig`: the certificate and key are read again when
 //! their files change (etcd reloads them on every handshake, so renewed certificates apply
@@ -38,6 +39,9 @@ use crate::metrics::METRICS;
 /// How long a client may take to complete its TLS handshake (or, on a port serving both,
 /// to send its first byte).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle time before TCP keepalive probes start (etcd's 30 s).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -367,6 +371,12 @@ pub(crate) async fn accept_loop(
         };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "setting TCP_NODELAY failed");
+        }
+        // As etcd's keepalive listener: a peer that vanished (host crashed, cable pulled)
+        // is found within minutes instead of holding its watch streams forever.
+        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(%peer, error = %e, "setting TCP keepalive failed");
         }
         let Some(acceptor) = acceptor.clone() else {
             let conn = Conn {
