@@ -24,10 +24,9 @@ use crate::errors::{mvcc_status, node_status};
 use crate::metrics::{METRICS, MetricsInfo, render};
 
 /// What the endpoints need: the node and what `/metrics` reports about the settings.
-#[derive(Clone)]
 pub(crate) struct HttpCtx {
     pub(crate) node: Arc<RaftNode>,
-    pub(crate) info: Arc<MetricsInfo>,
+    pub(crate) info: MetricsInfo,
 }
 
 /// A finished HTTP answer.

@@ -122,10 +122,7 @@ pub async fn serve(
         limits: Arc::new(limits),
     };
     let routes = grpc_routes(&ctx);
-    let http = http::HttpCtx {
-        node,
-        info: Arc::new(info),
-    };
+    let http = Arc::new(http::HttpCtx { node, info });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -26,7 +27,8 @@ use crate::metrics::{CODE_CANCELED, CODE_UNKNOWN, METRICS, grpc_method};
 pub(crate) struct Dispatch {
     /// The gRPC services; `None` on a metrics listener.
     pub(crate) grpc: Option<Routes>,
-    pub(crate) http: HttpCtx,
+    /// Behind one `Arc`: hyper clones the service for every request.
+    pub(crate) http: Arc<HttpCtx>,
 }
 
 impl Service<Request<Body>> for Dispatch {
