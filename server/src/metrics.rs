@@ -339,379 +339,305 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn scalar(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
-    header(out, name, help, kind);
-    let _ = writeln!(out, "{name} {value}");
-}
+/// Metric families being rendered, each with its name for sorting.
+struct Families(Vec<(&'static str, String)>);
 
-fn counter(out: &mut String, name: &str, help: &str, c: &AtomicU64) {
-    scalar(out, name, help, "counter", c.load(Ordering::Relaxed));
+impl Families {
+    fn add(&mut self, name: &'static str, f: impl FnOnce(&mut String)) {
+        let mut s = String::new();
+        f(&mut s);
+        self.0.push((name, s));
+    }
+
+    fn scalar(&mut self, name: &'static str, help: &str, kind: &str, v: impl std::fmt::Display) {
+        self.add(name, |o| {
+            header(o, name, help, kind);
+            let _ = writeln!(o, "{name} {v}");
+        });
+    }
+
+    fn gauge(&mut self, name: &'static str, help: &str, v: f64) {
+        self.scalar(name, help, "gauge", v);
+    }
+
+    fn counter(&mut self, name: &'static str, help: &str, c: &AtomicU64) {
+        self.scalar(name, help, "counter", c.load(Ordering::Relaxed));
+    }
+
+    /// A gauge with one label set to `value` and the sample 1 (etcd's identity gauges).
+    fn info(&mut self, name: &'static str, help: &str, label: &str, value: &str) {
+        self.add(name, |o| {
+            header(o, name, help, "gauge");
+            let _ = writeln!(o, "{name}{{{label}=\"{value}\"}} 1");
+        });
+    }
+
+    fn histogram<const N: usize>(&mut self, name: &'static str, help: &str, h: &Histogram<N>) {
+        self.add(name, |o| h.write(o, name, help));
+    }
 }
 
 /// The exposition text (format 0.0.4), metric families in name order as Go's client sorts
 /// them.
 pub(crate) fn render(node: &RaftNode, info: &MetricsInfo) -> String {
-    let mut families: Vec<(&'static str, String)> = Vec::with_capacity(64);
-    let mut add = |name: &'static str, f: &dyn Fn(&mut String)| {
-        let mut s = String::new();
-        f(&mut s);
-        families.push((name, s));
-    };
+    let mut f = Families(Vec::with_capacity(64));
+    disk(&mut f);
+    mvcc(&mut f, node);
+    server(&mut f, node, info);
+    grpc(&mut f);
+    strata(&mut f, node);
+    process(&mut f);
+    f.0.sort_by(|a, b| a.0.cmp(b.0));
+    f.0.into_iter().map(|(_, s)| s).collect()
+}
+
+fn disk(f: &mut Families) {
     let m = &METRICS;
-    let st = node.status();
+    f.histogram(
+        "etcd_disk_wal_fsync_duration_seconds",
+        "The latency distributions of fsync called by WAL.",
+        &m.wal_fsync,
+    );
+    // A gauge in etcd, though it only grows.
+    f.scalar(
+        "etcd_disk_wal_write_bytes_total",
+        "Total number of bytes written in WAL.",
+        "gauge",
+        m.wal_write_bytes.load(Ordering::Relaxed),
+    );
+    f.histogram(
+        "etcd_disk_backend_commit_duration_seconds",
+        "The latency distributions of commit called by backend.",
+        &m.backend_commit,
+    );
+    f.histogram(
+        "etcd_disk_backend_defrag_duration_seconds",
+        "The latency distribution of backend defragmentation.",
+        &m.backend_defrag,
+    );
+}
+
+fn mvcc(f: &mut Families, node: &RaftNode) {
+    let m = &METRICS;
     let store = node.store();
-    let db = store.db().stats().ok();
-    let gauge = |out: &mut String, name, help, v: f64| scalar(out, name, help, "gauge", v);
-
-    // Disk.
-    add("etcd_disk_wal_fsync_duration_seconds", &|o| {
-        m.wal_fsync.write(
-            o,
-            "etcd_disk_wal_fsync_duration_seconds",
-            "The latency distributions of fsync called by WAL.",
-        )
-    });
-    add("etcd_disk_wal_write_bytes_total", &|o| {
-        // A gauge in etcd, though it only grows.
-        scalar(
-            o,
-            "etcd_disk_wal_write_bytes_total",
-            "Total number of bytes written in WAL.",
-            "gauge",
-            m.wal_write_bytes.load(Ordering::Relaxed),
-        )
-    });
-    add("etcd_disk_backend_commit_duration_seconds", &|o| {
-        m.backend_commit.write(
-            o,
-            "etcd_disk_backend_commit_duration_seconds",
-            "The latency distributions of commit called by backend.",
-        )
-    });
-    add("etcd_disk_backend_defrag_duration_seconds", &|o| {
-        m.backend_defrag.write(
-            o,
-            "etcd_disk_backend_defrag_duration_seconds",
-            "The latency distribution of backend defragmentation.",
-        )
-    });
-
-    // MVCC.
-    if let Some(db) = &db {
+    if let Ok(db) = store.db().stats() {
         // `free_pages` already counts the pages pending reuse.
         let in_use = db.page_count.saturating_sub(db.free_pages) * db.page_size as u64;
-        let file = db.file_bytes;
-        add("etcd_mvcc_db_total_size_in_bytes", &|o| {
-            gauge(
-                o,
-                "etcd_mvcc_db_total_size_in_bytes",
-                "Total size of the underlying database physically allocated in bytes.",
-                file as f64,
-            )
-        });
-        add("etcd_mvcc_db_total_size_in_use_in_bytes", &|o| {
-            gauge(
-                o,
-                "etcd_mvcc_db_total_size_in_use_in_bytes",
-                "Total size of the underlying database logically in use in bytes.",
-                in_use as f64,
-            )
-        });
+        f.gauge(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+            db.file_bytes as f64,
+        );
+        f.gauge(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+            in_use as f64,
+        );
     }
-    for (name, help, c) in [
-        (
-            "etcd_mvcc_range_total",
-            "Total number of ranges seen by this member.",
-            &m.range_total,
-        ),
-        (
-            "etcd_mvcc_put_total",
-            "Total number of puts seen by this member.",
-            &m.put_total,
-        ),
-        (
-            "etcd_mvcc_delete_total",
-            "Total number of deletes seen by this member.",
-            &m.delete_total,
-        ),
-        (
-            "etcd_mvcc_txn_total",
-            "Total number of txns seen by this member.",
-            &m.txn_total,
-        ),
-    ] {
-        add(name, &|o| counter(o, name, help, c));
-    }
+    f.counter(
+        "etcd_mvcc_range_total",
+        "Total number of ranges seen by this member.",
+        &m.range_total,
+    );
+    f.counter(
+        "etcd_mvcc_put_total",
+        "Total number of puts seen by this member.",
+        &m.put_total,
+    );
+    f.counter(
+        "etcd_mvcc_delete_total",
+        "Total number of deletes seen by this member.",
+        &m.delete_total,
+    );
+    f.counter(
+        "etcd_mvcc_txn_total",
+        "Total number of txns seen by this member.",
+        &m.txn_total,
+    );
     if let Ok(rev) = store.revision() {
-        add("etcd_debugging_mvcc_current_revision", &|o| {
-            gauge(
-                o,
-                "etcd_debugging_mvcc_current_revision",
-                "The current revision of store.",
-                rev as f64,
-            )
-        });
+        f.gauge(
+            "etcd_debugging_mvcc_current_revision",
+            "The current revision of store.",
+            rev as f64,
+        );
     }
     if let Ok(rev) = store.compacted() {
-        add("etcd_debugging_mvcc_compact_revision", &|o| {
-            gauge(
-                o,
-                "etcd_debugging_mvcc_compact_revision",
-                "The revision of the last compaction in store.",
-                rev as f64,
-            )
-        });
+        f.gauge(
+            "etcd_debugging_mvcc_compact_revision",
+            "The revision of the last compaction in store.",
+            rev as f64,
+        );
     }
+}
 
-    // Server.
-    let has_leader = st.leader.is_some();
-    let is_leader = node.is_leader();
+fn server(f: &mut Families, node: &RaftNode, info: &MetricsInfo) {
+    let m = &METRICS;
+    let st = node.status();
     let b = |v: bool| if v { 1.0 } else { 0.0 };
-    add("etcd_server_has_leader", &|o| {
-        gauge(
-            o,
-            "etcd_server_has_leader",
-            "Whether or not a leader exists. 1 is existence, 0 is not.",
-            b(has_leader),
-        )
-    });
-    add("etcd_server_is_leader", &|o| {
-        gauge(
-            o,
-            "etcd_server_is_leader",
-            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
-            b(is_leader),
-        )
-    });
-    add("etcd_server_is_learner", &|o| {
-        gauge(
-            o,
-            "etcd_server_is_learner",
-            "Whether or not this member is a learner. 1 if is, 0 otherwise.",
-            0.0,
-        )
-    });
-    let changes = node.leader_changes();
-    add("etcd_server_leader_changes_seen_total", &|o| {
-        scalar(
-            o,
-            "etcd_server_leader_changes_seen_total",
-            "The number of leader changes seen.",
-            "counter",
-            changes,
-        )
-    });
+    f.gauge(
+        "etcd_server_has_leader",
+        "Whether or not a leader exists. 1 is existence, 0 is not.",
+        b(st.leader.is_some()),
+    );
+    f.gauge(
+        "etcd_server_is_leader",
+        "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+        b(node.is_leader()),
+    );
+    f.gauge(
+        "etcd_server_is_learner",
+        "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+        0.0,
+    );
+    f.scalar(
+        "etcd_server_leader_changes_seen_total",
+        "The number of leader changes seen.",
+        "counter",
+        node.leader_changes(),
+    );
     // One member commits an entry as soon as it is durable in its own log: the last log
     // index is the commit index (etcd reports raft's commit index, a gauge).
-    add("etcd_server_proposals_committed_total", &|o| {
-        gauge(
-            o,
-            "etcd_server_proposals_committed_total",
-            "The total number of consensus proposals committed.",
-            st.raft_index as f64,
-        )
-    });
-    add("etcd_server_proposals_applied_total", &|o| {
-        gauge(
-            o,
-            "etcd_server_proposals_applied_total",
-            "The total number of consensus proposals applied.",
-            st.applied_index as f64,
-        )
-    });
-    add("etcd_server_proposals_pending", &|o| {
-        gauge(
-            o,
-            "etcd_server_proposals_pending",
-            "The current number of pending proposals to commit.",
-            m.proposals_pending.load(Ordering::Relaxed).max(0) as f64,
-        )
-    });
-    add("etcd_server_proposals_failed_total", &|o| {
-        counter(
-            o,
-            "etcd_server_proposals_failed_total",
-            "The total number of failed proposals seen.",
-            &m.proposals_failed,
-        )
-    });
-    add("etcd_server_quota_backend_bytes", &|o| {
-        gauge(
-            o,
-            "etcd_server_quota_backend_bytes",
-            "Current backend storage quota size in bytes.",
-            info.quota_backend_bytes as f64,
-        )
-    });
-    add("etcd_server_health_success", &|o| {
-        counter(
-            o,
-            "etcd_server_health_success",
-            "The total number of successful health checks",
-            &m.health_success,
-        )
-    });
-    add("etcd_server_health_failures", &|o| {
-        counter(
-            o,
-            "etcd_server_health_failures",
-            "The total number of failed health checks",
-            &m.health_failures,
-        )
-    });
-    add("etcd_server_version", &|o| {
-        header(
-            o,
-            "etcd_server_version",
-            "Which version is running. 1 for 'server_version' label with current version.",
-            "gauge",
-        );
-        let _ = writeln!(
-            o,
-            "etcd_server_version{{server_version=\"{ETCD_VERSION}\"}} 1"
-        );
-    });
-    let id = node.member_id();
-    add("etcd_server_id", &|o| {
-        header(
-            o,
-            "etcd_server_id",
-            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
-            "gauge",
-        );
-        let _ = writeln!(o, "etcd_server_id{{server_id=\"{id:x}\"}} 1");
-    });
-    add("etcd_cluster_version", &|o| {
-        header(
-            o,
-            "etcd_cluster_version",
-            "Which version is running. 1 for 'cluster_version' label with current cluster version",
-            "gauge",
-        );
-        let _ = writeln!(o, "etcd_cluster_version{{cluster_version=\"3.5\"}} 1");
-    });
+    f.gauge(
+        "etcd_server_proposals_committed_total",
+        "The total number of consensus proposals committed.",
+        st.raft_index as f64,
+    );
+    f.gauge(
+        "etcd_server_proposals_applied_total",
+        "The total number of consensus proposals applied.",
+        st.applied_index as f64,
+    );
+    f.gauge(
+        "etcd_server_proposals_pending",
+        "The current number of pending proposals to commit.",
+        m.proposals_pending.load(Ordering::Relaxed).max(0) as f64,
+    );
+    f.counter(
+        "etcd_server_proposals_failed_total",
+        "The total number of failed proposals seen.",
+        &m.proposals_failed,
+    );
+    f.gauge(
+        "etcd_server_quota_backend_bytes",
+        "Current backend storage quota size in bytes.",
+        info.quota_backend_bytes as f64,
+    );
+    f.counter(
+        "etcd_server_health_success",
+        "The total number of successful health checks",
+        &m.health_success,
+    );
+    f.counter(
+        "etcd_server_health_failures",
+        "The total number of failed health checks",
+        &m.health_failures,
+    );
+    f.info(
+        "etcd_server_version",
+        "Which version is running. 1 for 'server_version' label with current version.",
+        "server_version",
+        ETCD_VERSION,
+    );
+    f.info(
+        "etcd_server_id",
+        "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+        "server_id",
+        &format!("{:x}", node.member_id()),
+    );
+    f.info(
+        "etcd_cluster_version",
+        "Which version is running. 1 for 'cluster_version' label with current cluster version",
+        "cluster_version",
+        "3.5",
+    );
+}
 
-    // Client traffic (etcd counts gRPC message bytes; Strata counts the client connections'
-    // bytes, HTTP/2 framing included).
-    add("etcd_network_client_grpc_received_bytes_total", &|o| {
-        counter(
-            o,
-            "etcd_network_client_grpc_received_bytes_total",
-            "The total number of bytes received from grpc clients.",
-            &m.grpc_received_bytes,
-        )
-    });
-    add("etcd_network_client_grpc_sent_bytes_total", &|o| {
-        counter(
-            o,
-            "etcd_network_client_grpc_sent_bytes_total",
-            "The total number of bytes sent to grpc clients.",
-            &m.grpc_sent_bytes,
-        )
-    });
-    add("grpc_server_started_total", &|o| write_grpc_started(o, m));
-    add("grpc_server_handled_total", &|o| write_grpc_handled(o, m));
+fn grpc(f: &mut Families) {
+    let m = &METRICS;
+    // etcd counts gRPC message bytes; Strata counts the client HTTP/2 connections' bytes,
+    // framing included.
+    f.counter(
+        "etcd_network_client_grpc_received_bytes_total",
+        "The total number of bytes received from grpc clients.",
+        &m.grpc_received_bytes,
+    );
+    f.counter(
+        "etcd_network_client_grpc_sent_bytes_total",
+        "The total number of bytes sent to grpc clients.",
+        &m.grpc_sent_bytes,
+    );
+    f.add("grpc_server_started_total", |o| write_grpc_started(o, m));
+    f.add("grpc_server_handled_total", |o| write_grpc_handled(o, m));
+}
 
-    // Strata's own.
-    add("strata_wal_batch_bytes", &|o| {
-        m.wal_batch_bytes.write(
-            o,
-            "strata_wal_batch_bytes",
-            "Bytes per WAL write+fdatasync batch.",
-        )
-    });
-    add("strata_wal_batch_records", &|o| {
-        m.wal_batch_records.write(
-            o,
-            "strata_wal_batch_records",
-            "Records per WAL write+fdatasync batch.",
-        )
-    });
-    add("strata_compactions_total", &|o| {
-        counter(
-            o,
-            "strata_compactions_total",
-            "Compactions applied (each also removes the compacted revisions in the background).",
-            &m.compactions,
-        )
-    });
-    if let Some(db) = &db {
-        let (readers, free) = (db.readers, db.free_pages);
-        add("strata_backend_open_read_transactions", &|o| {
-            gauge(
-                o,
-                "strata_backend_open_read_transactions",
-                "Read transactions open on the database.",
-                readers as f64,
-            )
-        });
-        add("strata_backend_free_pages", &|o| {
-            gauge(
-                o,
-                "strata_backend_free_pages",
-                "Free pages in the database file (reused before the file grows; defragment returns them).",
-                free as f64,
-            )
-        });
+fn strata(f: &mut Families, node: &RaftNode) {
+    let m = &METRICS;
+    f.histogram(
+        "strata_wal_batch_bytes",
+        "Bytes per WAL write+fdatasync batch.",
+        &m.wal_batch_bytes,
+    );
+    f.histogram(
+        "strata_wal_batch_records",
+        "Records per WAL write+fdatasync batch.",
+        &m.wal_batch_records,
+    );
+    f.counter(
+        "strata_compactions_total",
+        "Compactions applied (each also removes the compacted revisions in the background).",
+        &m.compactions,
+    );
+    if let Ok(db) = node.store().db().stats() {
+        f.gauge(
+            "strata_backend_open_read_transactions",
+            "Read transactions open on the database.",
+            db.readers as f64,
+        );
+        f.gauge(
+            "strata_backend_free_pages",
+            "Free pages in the database file (reused before the file grows; defragment returns them).",
+            db.free_pages as f64,
+        );
     }
+}
 
-    // Process.
-    if let Some(p) = process_stats() {
-        add("process_cpu_seconds_total", &|o| {
-            scalar(
-                o,
-                "process_cpu_seconds_total",
-                "Total user and system CPU time spent in seconds.",
-                "counter",
-                p.cpu_seconds,
-            )
-        });
-        add("process_open_fds", &|o| {
-            gauge(
-                o,
-                "process_open_fds",
-                "Number of open file descriptors.",
-                p.open_fds as f64,
-            )
-        });
-        if let Some(max) = p.max_fds {
-            add("process_max_fds", &|o| {
-                gauge(
-                    o,
-                    "process_max_fds",
-                    "Maximum number of open file descriptors.",
-                    max as f64,
-                )
-            });
-        }
-        add("process_resident_memory_bytes", &|o| {
-            gauge(
-                o,
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes.",
-                p.resident_bytes as f64,
-            )
-        });
-        add("process_virtual_memory_bytes", &|o| {
-            gauge(
-                o,
-                "process_virtual_memory_bytes",
-                "Virtual memory size in bytes.",
-                p.virtual_bytes as f64,
-            )
-        });
-        add("process_start_time_seconds", &|o| {
-            gauge(
-                o,
-                "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds.",
-                p.start_time_seconds,
-            )
-        });
+fn process(f: &mut Families) {
+    let Some(p) = process_stats() else {
+        return;
+    };
+    f.scalar(
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+        "counter",
+        p.cpu_seconds,
+    );
+    f.gauge(
+        "process_open_fds",
+        "Number of open file descriptors.",
+        p.open_fds as f64,
+    );
+    if let Some(max) = p.max_fds {
+        f.gauge(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            max as f64,
+        );
     }
-
-    families.sort_by(|a, b| a.0.cmp(b.0));
-    families.into_iter().map(|(_, s)| s).collect()
+    f.gauge(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes.",
+        p.resident_bytes as f64,
+    );
+    f.gauge(
+        "process_virtual_memory_bytes",
+        "Virtual memory size in bytes.",
+        p.virtual_bytes as f64,
+    );
+    f.gauge(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        p.start_time_seconds,
+    );
 }
 
 fn write_grpc_started(out: &mut String, m: &Metrics) {
