@@ -38,9 +38,11 @@
 //!    `store.rs` (open and index rebuild, reads, apply, leases, HashKV),
 //!    `apply.rs` (one batch in one write transaction), `maintenance.rs` (the compactor thread,
 //!    the durability cadence, defrag), `watch.rs` (the watch hub).
+//! 10. `observe.rs`: the hook a server's metrics install to time every durable commit.
 
 pub mod btree;
 mod error;
 pub mod mvcc;
+pub mod observe;
 
 pub use error::{EngineError, Result};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,9 @@ pub struct RaftNode {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
     wal: Arc<Wal>,
+    /// Times the known leader changed to another member (etcd's
+    /// `etcd_server_leader_changes_seen_total`; the first election counts).
+    leader_changes: AtomicU64,
 }
 
 impl RaftNode {
@@ -203,6 +206,7 @@ impl RaftNode {
             tasks: Mutex::new(Vec::new()),
             syncer: Mutex::new(None),
             wal,
+            leader_changes: AtomicU64::new(0),
         });
         let tasks = vec![
             tokio::spawn(read_batcher(node.raft.clone(), reads_rx)),
@@ -273,6 +277,12 @@ impl RaftNode {
     /// Whether this member is the leader.
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// How many times the known leader changed to another member since this node started
+    /// (the first election counts, as etcd counts it).
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes.load(Ordering::Relaxed)
     }
 
     /// Proposes a write and waits until it is committed and applied; returns its result.
@@ -453,12 +463,23 @@ fn approx_bytes(req: &WriteRequest) -> usize {
     }
 }
 
-/// Restarts every lease's clock when this member becomes leader (as etcd's lessor `Promote`).
+/// Restarts every lease's clock when this member becomes leader (as etcd's lessor `Promote`),
+/// and counts leader changes.
 async fn leader_watch(node: Arc<RaftNode>) {
     let mut metrics = node.raft.metrics();
     let mut leading = false;
+    let mut leader = None;
     loop {
-        let now_leading = metrics.borrow().state == ServerState::Leader;
+        let (now_leading, now_leader) = {
+            let m = metrics.borrow();
+            (m.state == ServerState::Leader, m.current_leader)
+        };
+        // As etcd: a known leader other than the last one seen (a leader lost and found
+        // again counts again).
+        if now_leader.is_some() && now_leader != leader {
+            node.leader_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        leader = now_leader;
         if now_leading
             && !leading
             && let Err(e) = node.store().promote(Instant::now())

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::errors::{REQUEST_TOO_LARGE, mvcc_status, node_status};
+use crate::metrics::METRICS;
 use crate::proto::etcdserverpb as pb;
 use crate::{Ctx, check};
 
@@ -32,9 +33,31 @@ impl Ctx {
         &self,
         req: WriteRequest,
     ) -> Result<(WriteResponse, pb::ResponseHeader), Status> {
-        let a = self.node.write(req).await.map_err(|e| node_status(&e))?;
+        let _pending = METRICS.proposal();
+        let a = self.node.write(req).await.map_err(|e| {
+            METRICS.proposal_failed();
+            node_status(&e)
+        })?;
         Ok((a.response, self.header(a.revision)))
     }
+}
+
+/// The ranges, puts and deletes a txn ran (its executed branch, nested txns included), as
+/// etcd's mvcc metrics count them.
+fn txn_ops(responses: &[pb::ResponseOp]) -> (u64, u64, u64) {
+    use pb::response_op::Response as R;
+    responses
+        .iter()
+        .fold((0, 0, 0), |(r, p, d), op| match &op.response {
+            Some(R::ResponseRange(_)) => (r + 1, p, d),
+            Some(R::ResponsePut(_)) => (r, p + 1, d),
+            Some(R::ResponseDeleteRange(_)) => (r, p, d + 1),
+            Some(R::ResponseTxn(t)) => {
+                let (a, b, c) = txn_ops(&t.responses);
+                (r + a, p + b, d + c)
+            }
+            None => (r, p, d),
+        })
 }
 
 fn unexpected(what: &str) -> Status {
@@ -60,6 +83,7 @@ impl pb::kv_server::Kv for Kv {
         }
         let store = self.ctx.node.store();
         let a = tokio::task::block_in_place(|| store.range(&req)).map_err(|e| mvcc_status(&e))?;
+        METRICS.ops(1, 0, 0);
         Ok(Response::new(pb::RangeResponse {
             header: Some(self.ctx.header(a.revision)),
             ..convert::range_response(a.response)
@@ -81,10 +105,13 @@ impl pb::kv_server::Kv for Kv {
             .write(WriteRequest::Put(convert::put_request(r)))
             .await?
         {
-            (WriteResponse::Put(p), header) => Ok(Response::new(pb::PutResponse {
-                header: Some(header),
-                ..convert::put_response(p)
-            })),
+            (WriteResponse::Put(p), header) => {
+                METRICS.ops(0, 1, 0);
+                Ok(Response::new(pb::PutResponse {
+                    header: Some(header),
+                    ..convert::put_response(p)
+                }))
+            }
             _ => Err(unexpected("put")),
         }
     }
@@ -102,10 +129,13 @@ impl pb::kv_server::Kv for Kv {
             .write(WriteRequest::DeleteRange(convert::delete_request(r)))
             .await?
         {
-            (WriteResponse::DeleteRange(d), header) => Ok(Response::new(pb::DeleteRangeResponse {
-                header: Some(header),
-                ..convert::delete_response(d)
-            })),
+            (WriteResponse::DeleteRange(d), header) => {
+                METRICS.ops(0, 0, 1);
+                Ok(Response::new(pb::DeleteRangeResponse {
+                    header: Some(header),
+                    ..convert::delete_response(d)
+                }))
+            }
             _ => Err(unexpected("delete")),
         }
     }
@@ -121,10 +151,15 @@ impl pb::kv_server::Kv for Kv {
         self.ctx.check_size(&r)?;
         let t = convert::txn_request(r)?;
         match self.ctx.write(WriteRequest::Txn(t)).await? {
-            (WriteResponse::Txn(t), header) => Ok(Response::new(pb::TxnResponse {
-                header: Some(header),
-                ..convert::txn_response(t, header.revision)
-            })),
+            (WriteResponse::Txn(t), header) => {
+                let resp = convert::txn_response(t, header.revision);
+                let (r, p, d) = txn_ops(&resp.responses);
+                METRICS.ops(r, p, d);
+                Ok(Response::new(pb::TxnResponse {
+                    header: Some(header),
+                    ..resp
+                }))
+            }
             _ => Err(unexpected("txn")),
         }
     }
@@ -144,6 +179,7 @@ impl pb::kv_server::Kv for Kv {
         if !matches!(resp, WriteResponse::Compact) {
             return Err(unexpected("compact"));
         }
+        METRICS.compaction();
         if r.physical {
             // As etcd: a physical compaction answers once the compacted revisions are gone
             // from the database (the store's compactor removes them in the background).

@@ -14,6 +14,9 @@
 //!   `compactor.rs`: auto-compaction;
 //! - `errors.rs`: etcd's gRPC codes and messages, in one place; `grpc_limit.rs`: grpc-go's
 //!   answer to a message over the receive limit;
+//! - `transport.rs`: listeners, TLS (rustls), plain and TLS on one port; `service.rs`: each
+//!   request to gRPC or to the HTTP endpoints (`http.rs`: /health, /livez, /readyz,
+//!   /version, /metrics); `metrics.rs`: Prometheus metrics with etcd's names;
 //! - `config/`: etcd's flags, config file and `ETCD_*` variables (`config/table.rs` says what
 //!   Strata does with each flag); `main.rs`: the `strata` binary.
 
@@ -23,13 +26,17 @@ pub mod config;
 pub mod convert;
 pub mod errors;
 mod grpc_limit;
+mod http;
 mod kv;
 mod lease;
 mod maintenance;
+pub mod metrics;
 pub mod proto;
 pub mod quota;
 pub mod restore;
+mod service;
 pub mod snapshot;
+pub mod transport;
 mod watch;
 
 use std::future::Future;
@@ -37,11 +44,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_raftnode::RaftNode;
-use tokio::net::TcpListener;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 pub use maintenance::ETCD_VERSION;
+pub use metrics::MetricsInfo;
+pub use transport::{Listener, Role, TlsFiles};
 
 use crate::proto::etcdserverpb as pb;
 
@@ -112,20 +121,22 @@ impl Ctx {
     }
 }
 
-/// Serves the etcd API on `listeners` until `shutdown` completes; then stops accepting,
-/// lets in-flight requests finish, and returns.
+/// Serves the etcd API (client listeners: gRPC and the HTTP endpoints; metrics listeners:
+/// the HTTP endpoints) until `shutdown` completes; then stops accepting, lets in-flight
+/// requests finish, and returns.
 pub async fn serve(
     node: Arc<RaftNode>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     limits: Limits,
+    info: MetricsInfo,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let ctx = Ctx {
-        node,
+        node: node.clone(),
         limits: Arc::new(limits),
     };
-    // etcd's gRPC receive limit is the request limit plus 512 KiB of overhead.
-    let recv = ctx.limits.max_request_bytes + 512 * 1024;
+    let routes = grpc_routes(&ctx);
+    let http = Arc::new(http::HttpCtx { node, info });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -133,43 +144,25 @@ pub async fn serve(
     });
     let mut servers = Vec::new();
     for listener in listeners {
-        let ctx = ctx.clone();
         let mut stop = stop_rx.clone();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let router = Server::builder()
-            .layer(tower::util::MapResponseLayer::new(
-                grpc_limit::rewrite::<tonic::body::Body>,
-            ))
-            .add_service(
-                pb::kv_server::KvServer::new(kv::Kv { ctx: ctx.clone() })
-                    .max_decoding_message_size(recv)
-                    .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(
-                pb::watch_server::WatchServer::new(watch::WatchSvc { ctx: ctx.clone() })
-                    .max_decoding_message_size(recv)
-                    .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(
-                pb::lease_server::LeaseServer::new(lease::LeaseSvc { ctx: ctx.clone() })
-                    .max_decoding_message_size(recv),
-            )
-            .add_service(
-                pb::maintenance_server::MaintenanceServer::new(maintenance::MaintenanceSvc {
-                    ctx: ctx.clone(),
-                })
-                .max_decoding_message_size(recv)
-                .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(pb::cluster_server::ClusterServer::new(
-                maintenance::ClusterSvc { ctx: ctx.clone() },
-            ));
-        servers.push(tokio::spawn(router.serve_with_incoming_shutdown(
-            incoming,
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )));
+        let dispatch = service::Dispatch {
+            grpc: (listener.role == Role::Client).then(|| routes.clone()),
+            http: http.clone(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(128);
+        tokio::spawn(transport::accept_loop(listener, tx, stop_rx.clone()));
+        // HTTP/1.1 as well as HTTP/2 on every connection, so /health and /metrics answer
+        // plain GETs on the gRPC port as they do on etcd's.
+        servers.push(tokio::spawn(
+            Server::builder()
+                .accept_http1(true)
+                .layer(tower::util::MapResponseLayer::new(
+                    grpc_limit::rewrite::<service::ResponseBody>,
+                ))
+                .serve_with_incoming_shutdown(dispatch, ReceiverStream::new(rx), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                }),
+        ));
     }
     for s in servers {
         match s.await {
@@ -178,4 +171,35 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The gRPC services with etcd's message size limits.
+fn grpc_routes(ctx: &Ctx) -> Routes {
+    // etcd's gRPC receive limit is the request limit plus 512 KiB of overhead.
+    let recv = ctx.limits.max_request_bytes + 512 * 1024;
+    Routes::new(
+        pb::kv_server::KvServer::new(kv::Kv { ctx: ctx.clone() })
+            .max_decoding_message_size(recv)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        pb::watch_server::WatchServer::new(watch::WatchSvc { ctx: ctx.clone() })
+            .max_decoding_message_size(recv)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        pb::lease_server::LeaseServer::new(lease::LeaseSvc { ctx: ctx.clone() })
+            .max_decoding_message_size(recv),
+    )
+    .add_service(
+        pb::maintenance_server::MaintenanceServer::new(maintenance::MaintenanceSvc {
+            ctx: ctx.clone(),
+        })
+        .max_decoding_message_size(recv)
+        .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(pb::cluster_server::ClusterServer::new(
+        maintenance::ClusterSvc { ctx: ctx.clone() },
+    ))
+    .prepare()
 }

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use strata_raftnode::{MemberInfo, NodeOptions, RaftNode};
-use strata_server::config::{Config, ConfigError, Level, Loaded, help, listen_addr, url_list};
-use strata_server::{Limits, serve};
+use strata_server::config::{Config, ConfigError, Level, Loaded, help, listen_url, url_list};
+use strata_server::transport::server_config;
+use strata_server::{Limits, Listener, MetricsInfo, Role, TlsFiles, serve};
 
 fn main() -> ExitCode {
     let (cfg, warnings) = match load_config() {
@@ -81,15 +82,8 @@ fn load_config() -> Result<(Box<Config>, Vec<strata_server::config::Warning>), E
 
 async fn run(cfg: Box<Config>) -> Result<(), String> {
     cfg.check_cluster_state().map_err(|e| e.to_string())?;
-    let mut listeners = Vec::new();
-    for url in url_list(&cfg.listen_client_urls) {
-        let addr = listen_addr(&url)?;
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("listen tcp {addr}: {e}"))?;
-        tracing::info!(%url, "listening for client requests");
-        listeners.push(l);
-    }
+    strata_server::metrics::install_storage_hooks();
+    let listeners = bind_listeners(&cfg).await?;
     let data_dir = cfg.data_dir();
     let member = MemberInfo {
         name: cfg.name.clone(),
@@ -136,7 +130,10 @@ async fn run(cfg: Box<Config>) -> Result<(), String> {
         progress_notify_interval: cfg.watch_progress_notify_interval,
         quota_backend_bytes,
     };
-    let served = serve(node.clone(), listeners, limits, shutdown_signal()).await;
+    let info = MetricsInfo {
+        quota_backend_bytes,
+    };
+    let served = serve(node.clone(), listeners, limits, info, shutdown_signal()).await;
     if let Some(c) = compactor {
         c.abort();
     }
@@ -146,6 +143,78 @@ async fn run(cfg: Box<Config>) -> Result<(), String> {
     stopped.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the client and metrics URLs with etcd's rules: an `https://` URL needs
+/// `--cert-file` and `--key-file`; an `http://` URL is served in plaintext even when they
+/// are given (with etcd's warnings); an address named by both an `http://` and an
+/// `https://` URL serves both on one port.
+async fn bind_listeners(cfg: &Config) -> Result<Vec<Listener>, String> {
+    let files = TlsFiles {
+        cert: cfg.cert_file.clone(),
+        key: cfg.key_file.clone(),
+        trusted_ca: cfg.trusted_ca_file.clone(),
+        client_cert_auth: cfg.client_cert_auth,
+    };
+    // (address, role, https, http) in the order first named.
+    let mut wanted: Vec<(std::net::SocketAddr, Role, bool, bool)> = Vec::new();
+    let mut add =
+        |addr, role, secure: bool| match wanted.iter_mut().find(|w| w.0 == addr && w.1 == role) {
+            Some(w) => {
+                w.2 |= secure;
+                w.3 |= !secure;
+            }
+            None => wanted.push((addr, role, secure, !secure)),
+        };
+    for url in url_list(&cfg.listen_client_urls) {
+        let u = listen_url(&url)?;
+        if !u.secure {
+            if !files.is_empty() {
+                tracing::warn!(client_url = %url, "scheme is HTTP while key and cert files are present; ignoring key and cert files");
+            }
+            if files.client_cert_auth {
+                tracing::warn!(client_url = %url, "scheme is HTTP while --client-cert-auth is enabled; ignoring client cert auth for this URL");
+            }
+        } else if files.is_empty() {
+            return Err(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme"
+            ));
+        }
+        add(u.addr, Role::Client, u.secure);
+    }
+    for url in url_list(cfg.listen_metrics_urls.as_deref().unwrap_or("")) {
+        let u = listen_url(&url)?;
+        if u.secure && files.is_empty() {
+            return Err(format!(
+                "cannot listen on TLS for {}: KeyFile and CertFile are not presented",
+                url.trim_end_matches('/')
+            ));
+        }
+        add(u.addr, Role::Metrics, u.secure);
+    }
+    let tls = if wanted.iter().any(|w| w.2) {
+        Some(server_config(&files)?)
+    } else {
+        None
+    };
+    let mut listeners = Vec::new();
+    for (addr, role, secure, plain) in wanted {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("listen tcp {addr}: {e}"))?;
+        let what = match role {
+            Role::Client => "client requests",
+            Role::Metrics => "metrics and health",
+        };
+        tracing::info!(%addr, tls = secure, plaintext = plain, "listening for {what}");
+        listeners.push(Listener {
+            tcp,
+            tls: secure.then(|| tls.clone()).flatten(),
+            plain,
+            role,
+        });
+    }
+    Ok(listeners)
 }
 
 async fn shutdown_signal() {

@@ -77,10 +77,8 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
             .stats()
             .map_err(|e| Status::internal(e.to_string()))?;
         let revision = store.revision().map_err(|e| mvcc_status(&e))?;
-        let in_use = db
-            .page_count
-            .saturating_sub(db.free_pages + db.pending_pages)
-            * db.page_size as u64;
+        // `free_pages` already counts the pages pending reuse.
+        let in_use = db.page_count.saturating_sub(db.free_pages) * db.page_size as u64;
         // As etcd: "no leader", then every raised alarm in its text form.
         let mut errors = Vec::new();
         if st.leader.is_none() {
@@ -96,7 +94,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
         Ok(Response::new(pb::StatusResponse {
             header: Some(self.ctx.header(revision)),
             version: ETCD_VERSION.into(),
-            db_size: db.file_bytes as i64,
+            // etcd's size: the page high-water mark the quota is compared with (bbolt's
+            // Tx.Size), not the file length, which runs ahead by a growth step.
+            db_size: (db.page_count * db.page_size as u64) as i64,
             leader: st.leader.unwrap_or(0),
             raft_index: st.raft_index,
             raft_term: st.term,
@@ -143,10 +143,12 @@ impl pb::maintenance_server::Maintenance for MaintenanceSvc {
         self.ctx.check_leader(&request)?;
         // Non-blocking: reads and writes go on while pages move and the file shrinks.
         let store = self.ctx.node.store();
+        let started = std::time::Instant::now();
         let report = tokio::task::spawn_blocking(move || store.defrag())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| mvcc_status(&e))?;
+        crate::metrics::METRICS.defrag(started.elapsed());
         tracing::info!(?report, "defragmented");
         Ok(Response::new(pb::DefragmentResponse {
             header: Some(self.ctx.current_header()?),

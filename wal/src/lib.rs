@@ -37,9 +37,11 @@
 //! 5. `recovery.rs`: what open does with whatever it finds on disk.
 //! 6. `store.rs`, `uring.rs`, `pool.rs`: the I/O seam, the io_uring backend, prepared segments.
 //! 7. `sim.rs` (feature `testing`): the crash-simulating, fault-injecting store.
+//! 8. `observe.rs`: the hook a server's metrics install to time every durable batch.
 
 mod error;
 mod format;
+pub mod observe;
 mod pipeline;
 mod pool;
 mod recovery;

@@ -326,10 +326,16 @@ impl Writer {
                 let file = active.pending_rename.as_deref().unwrap_or(&active.name);
                 format!("write+fdatasync {}: {e}", store.describe(file))
             })?;
+        let write_sync = started.elapsed();
+        crate::observe::batch(&crate::observe::BatchObservation {
+            write_sync,
+            bytes: self.buf.len() as u64,
+            records: n as u64,
+        });
         tracing::trace!(
             bytes = self.buf.len(),
             records = n,
-            fsync_us = started.elapsed().as_micros() as u64,
+            fsync_us = write_sync.as_micros() as u64,
             "wal batch durable"
         );
         active.prev_crc = prev;

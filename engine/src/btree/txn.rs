@@ -674,6 +674,7 @@ impl<'db> WriteTxn<'db> {
     /// wait.
     pub(crate) fn commit_timed(mut self, durability: Durability) -> Result<std::time::Duration> {
         let shared = self.db.shared.clone();
+        let started = std::time::Instant::now();
         let meta = match self.prepare(durability) {
             Ok(m) => m,
             Err(e) => {
@@ -685,7 +686,10 @@ impl<'db> WriteTxn<'db> {
         drop(self);
         let held = began.elapsed();
         match meta {
-            Some(meta) => shared.finish_durable(meta).map(|()| held),
+            Some(meta) => shared.finish_durable(meta).map(|()| {
+                crate::observe::durable_commit(started.elapsed());
+                held
+            }),
             None => Ok(held),
         }
     }

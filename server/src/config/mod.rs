@@ -404,17 +404,25 @@ pub fn url_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// The address to listen on for an `http://host:port` URL (`localhost` is 127.0.0.1, as
-/// etcd binds it).
-pub fn listen_addr(url: &str) -> Result<SocketAddr, String> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") || url.starts_with("unixs://") {
-        return Err(format!(
-            "{url}: TLS listeners are not supported yet (client TLS comes with the production issue)"
-        ));
+/// A URL to listen on: the address and whether it is `https://`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenUrl {
+    /// The socket address (`localhost` is 127.0.0.1, as etcd binds it).
+    pub addr: SocketAddr,
+    /// `https://`: TLS with `--cert-file`/`--key-file`.
+    pub secure: bool,
+}
+
+/// Parses an `http://host:port` or `https://host:port` listen URL.
+pub fn listen_url(url: &str) -> Result<ListenUrl, String> {
+    let (rest, secure) = if let Some(r) = url.strip_prefix("http://") {
+        (r, false)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (r, true)
+    } else if url.starts_with("unix://") || url.starts_with("unixs://") {
+        return Err(format!("{url}: unix socket URLs are not supported"));
     } else {
-        return Err(format!("{url}: URL scheme must be http"));
+        return Err(format!("{url}: URL scheme must be http or https"));
     };
     let hostport = rest.trim_end_matches('/');
     let (host, port) = hostport
@@ -430,7 +438,15 @@ pub fn listen_addr(url: &str) -> Result<SocketAddr, String> {
             .parse()
             .map_err(|_| format!("{url}: listen host must be an IP address or localhost"))?,
     };
-    Ok(SocketAddr::new(ip, port))
+    Ok(ListenUrl {
+        addr: SocketAddr::new(ip, port),
+        secure,
+    })
+}
+
+/// The address to listen on for an `http://` or `https://` URL.
+pub fn listen_addr(url: &str) -> Result<SocketAddr, String> {
+    listen_url(url).map(|u| u.addr)
 }
 
 #[cfg(test)]

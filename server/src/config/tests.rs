@@ -53,7 +53,15 @@ fn urls_and_durations() {
         url_list("http://127.0.0.1:1, http://127.0.0.1:2"),
         vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]
     );
-    assert!(listen_addr("https://127.0.0.1:2379").is_err());
+    assert_eq!(
+        listen_url("https://127.0.0.1:2379"),
+        Ok(ListenUrl {
+            addr: "127.0.0.1:2379".parse().unwrap_or_else(|_| unreachable!()),
+            secure: true
+        })
+    );
+    assert!(listen_addr("unixs://x:1").is_err());
+    assert!(listen_addr("ftp://127.0.0.1:1").is_err());
     assert!(listen_addr("http://127.0.0.1").is_err());
     assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
     assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
