@@ -85,6 +85,7 @@ async fn run(cfg: Box<Config>) -> Result<(), String> {
     strata_server::metrics::install_storage_hooks();
     let listeners = bind_listeners(&cfg).await?;
     let data_dir = cfg.data_dir();
+    prepare_data_dir(&data_dir)?;
     let member = MemberInfo {
         name: cfg.name.clone(),
         peer_urls: url_list(&cfg.initial_advertise_peer_urls),
@@ -215,6 +216,32 @@ async fn bind_listeners(cfg: &Config) -> Result<Vec<Listener>, String> {
         });
     }
     Ok(listeners)
+}
+
+/// Creates the data directory private to its owner (0700), as etcd does; an existing one
+/// with wider permissions gets etcd's warning and is used as it is.
+fn prepare_data_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::metadata(dir) {
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o777;
+            if mode != 0o700 {
+                tracing::warn!(
+                    "check file permission: directory {:?} exist, but the permission is {:?}. \
+                     The recommended permission is \"-rwx------\" to prevent possible \
+                     unprivileged access to the data",
+                    dir.display().to_string(),
+                    format!("{mode:o}")
+                );
+            }
+            Ok(())
+        }
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot access data directory: {e}")),
+    }
 }
 
 async fn shutdown_signal() {
