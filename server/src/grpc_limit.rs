@@ -47,8 +47,9 @@ pub fn rewrite<B>(mut resp: Response<B>) -> Response<B> {
     resp
 }
 
-/// Decodes `%XX` escapes (a malformed escape is kept as it is).
-fn percent_decode(b: &[u8]) -> String {
+/// Decodes `%XX` escapes (a malformed escape is kept as it is); also the HTTP endpoints'
+/// query decoder.
+pub(crate) fn percent_decode(b: &[u8]) -> String {
     let hex = |c: u8| (c as char).to_digit(16);
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -331,31 +331,9 @@ impl Query {
 }
 
 /// `application/x-www-form-urlencoded` decoding (`+` is a space, `%XX` a byte); a bad
-/// escape is kept as written, as Go's parser drops only the bad pair.
+/// escape is kept as written. `+` is replaced first, so an escaped `%2B` stays a plus.
 fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::grpc_limit::percent_decode(s.replace('+', " ").as_bytes())
 }
 
 #[cfg(test)]
