@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use strata_engine::btree::Options as DbOptions;
 use strata_engine::mvcc::{
@@ -23,7 +23,7 @@ use crate::identity::Identity;
 use crate::log_store::LogStore;
 use crate::network::Network;
 use crate::state_machine::{StateMachine, StoreCell};
-use crate::types::{MemberInfo, TypeConfig};
+use crate::types::{Batch, MemberInfo, TypeConfig, Waiters, WriteWaiter};
 
 /// How long a write or read barrier may wait for raft (etcd's request timeout for the default
 /// 100 ms heartbeat: 5 s plus 2 × election timeout).
@@ -91,7 +91,6 @@ pub struct NodeStatus {
 }
 
 type ReadWaiter = oneshot::Sender<Result<(), NodeError>>;
-type WriteWaiter = oneshot::Sender<Result<Applied<WriteResponse>, NodeError>>;
 
 /// Most requests one log entry carries.
 const BATCH_REQUESTS_MAX: usize = 1024;
@@ -357,6 +356,10 @@ async fn read_batcher(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Re
 /// Proposes writes: whatever is queued when a slot frees up leaves as one log entry (one WAL
 /// append, one fdatasync shared with other appends, one engine transaction to apply), so
 /// throughput grows with load instead of paying raft's per-entry costs per request.
+///
+/// The entry goes to raft core from this task, and raft core answers the callers itself
+/// ([`WaiterResponder`](crate::types::WaiterResponder)); the slot travels with the entry and
+/// frees when it is answered.
 async fn proposer(
     raft: Raft<TypeConfig>,
     mut rx: mpsc::UnboundedReceiver<(WriteRequest, WriteWaiter)>,
@@ -380,41 +383,20 @@ async fn proposer(
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let (requests, waiters): (Vec<WriteRequest>, Vec<WriteWaiter>) =
-                batch.into_iter().unzip();
-            let n = requests.len();
-            match raft.client_write(requests).await {
-                Ok(r) if r.data.0.len() == n => {
-                    for (w, res) in waiters.into_iter().zip(r.data.0) {
-                        let _ = w.send(res.map_err(NodeError::Mvcc));
-                    }
-                }
-                Ok(r) => {
-                    let e = NodeError::Storage(format!(
-                        "an entry of {n} requests was applied with {} results",
-                        r.data.0.len()
-                    ));
-                    for w in waiters {
-                        let _ = w.send(Err(e.clone()));
-                    }
-                }
-                Err(e) => {
-                    let e = match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-                            NodeError::NotLeader
-                        }
-                        RaftError::APIError(e) => NodeError::Storage(e.to_string()),
-                        RaftError::Fatal(e) => NodeError::fatal(e),
-                    };
-                    for w in waiters {
-                        let _ = w.send(Err(e.clone()));
-                    }
-                }
-            }
-        });
+        let (requests, senders): (Vec<WriteRequest>, Vec<WriteWaiter>) = batch.into_iter().unzip();
+        let waiters = Waiters {
+            senders,
+            _slot: Some(permit),
+        };
+        // On a fatal error raft core is gone and drops the entry with its waiters: each caller
+        // sees its channel closed (`NodeError::Stopped`), and the slot is released.
+        if let Err(e) = raft
+            .client_write_ff(Batch::proposed(requests, waiters))
+            .await
+        {
+            tracing::error!(error = %e, "raft stopped; the proposer stops");
+            return;
+        }
     }
 }
 
