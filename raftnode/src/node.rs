@@ -70,6 +70,7 @@ impl NodeOptions {
             mvcc: MvccOptions::default(),
             wal: WalOptions {
                 backend: wal_backend(),
+                hot_tail_bytes_max: HOT_TAIL_BYTES_MAX,
                 ..WalOptions::default()
             },
         }
@@ -113,6 +114,12 @@ const BATCH_BYTES_MAX: usize = 4 << 20;
 /// Log entries proposed and not yet applied at once: while they are in flight, new writes
 /// queue and leave together in the next entry.
 const ENTRIES_IN_FLIGHT_MAX: usize = 4;
+
+/// Recent log payload the WAL keeps in memory. A sole member reads an entry back once, to
+/// apply it right after it is appended, so the tail needs to hold the entries in flight
+/// (at most `ENTRIES_IN_FLIGHT_MAX` × `BATCH_BYTES_MAX`), not the WAL's 64 MiB default; older
+/// entries are read from the segment files.
+const HOT_TAIL_BYTES_MAX: usize = ENTRIES_IN_FLIGHT_MAX * BATCH_BYTES_MAX;
 
 /// A running raft node. Cheap to share behind an `Arc`.
 pub struct RaftNode {
