@@ -252,7 +252,7 @@ pub struct WatchArgs {
     /// Watch with prev_kv, as kube-apiserver does.
     #[arg(long)]
     pub prev_kv: bool,
-    /// Seconds watchers may lag after the last put before missing events are declared.
+    /// Seconds without an event, after the last put, before missing events are declared.
     #[arg(long, default_value_t = 5.0)]
     pub settle_s: f64,
     /// PID of the server, for CPU seconds and peak RSS.

@@ -98,7 +98,8 @@ pub struct WatchConfig {
     pub prev_kv: bool,
     /// The prefix watched; unique per run so old events do not interfere.
     pub prefix: Vec<u8>,
-    /// How long watchers may lag behind the last put before missing events are declared.
+    /// How long a watcher may go without an event, once the writer is done, before its
+    /// missing events are declared lost.
     pub settle: Duration,
 }
 
