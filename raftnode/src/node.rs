@@ -338,8 +338,14 @@ impl RaftNode {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(_) => Vec::new(),
         };
-        for t in tasks {
+        for t in &tasks {
             t.abort();
+        }
+        // Wait until the aborted tasks are dropped: two of them hold the node, and through it
+        // the store and its file lock, which a restart in the same process needs (a test
+        // restarting at once under load found the lock still held).
+        for t in tasks {
+            let _ = t.await;
         }
         let _ = self.raft.shutdown().await;
         let syncer = self.syncer.lock().ok().and_then(|mut s| s.take());
