@@ -425,6 +425,9 @@ pub(crate) fn to_event(c: &Change) -> Event {
     }
 }
 
+/// One revision's events, as a catch-up step reads them.
+type RevisionEvents = (i64, Vec<Event>);
+
 /// Revisions `[from, upper]` of the tree as `req` wants them, one entry per revision with
 /// matching events, but at most `revisions_max` entries (a watcher's queue takes no more at
 /// once; reading past that decoded values and previous values that were thrown away and
@@ -438,7 +441,7 @@ fn history(
     from: i64,
     upper: i64,
     revisions_max: usize,
-) -> Result<(Vec<(i64, Vec<Event>)>, i64), MvccError> {
+) -> Result<(Vec<RevisionEvents>, i64), MvccError> {
     let start = Revision::main_start_key(from);
     let end = Revision::main_start_key(upper.saturating_add(1));
     let probe = WatcherState {
@@ -449,7 +452,7 @@ fn history(
         progress: false,
         waker: None,
     };
-    let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
+    let mut out: Vec<RevisionEvents> = Vec::new();
     for item in snap
         .range(KEY_BUCKET, Bound::Included(&start), Bound::Excluded(&end))
         .map_err(storage)?
