@@ -53,6 +53,10 @@ pub struct Counts {
 #[derive(Debug)]
 struct State {
     revision: AtomicI64,
+    /// Held from a put's revision to its event's publication while anyone watches, so events
+    /// go out in revision order as a real server's do (concurrent puts could otherwise
+    /// publish out of order, which the watch verifier rightly reports).
+    publish: std::sync::Mutex<()>,
     counts: Arc<Counts>,
     events: broadcast::Sender<Event>,
     fault: WatchFault,
@@ -85,8 +89,20 @@ impl Kv for Service {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         self.0.counts.put.fetch_add(1, Ordering::Relaxed);
-        let rev = self.0.revision.fetch_add(1, Ordering::AcqRel) + 1;
-        if self.0.events.receiver_count() > 0 {
+        if self.0.events.receiver_count() == 0 {
+            let rev = self.0.revision.fetch_add(1, Ordering::AcqRel) + 1;
+            return Ok(Response::new(PutResponse {
+                header: self.0.header(rev),
+                prev_kv: None,
+            }));
+        }
+        let rev = {
+            let _order = self
+                .0
+                .publish
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let rev = self.0.revision.fetch_add(1, Ordering::AcqRel) + 1;
             let req = req.into_inner();
             let event = Event {
                 r#type: 0,
@@ -102,7 +118,8 @@ impl Kv for Service {
             };
             // No receiver between the check and the send is harmless: nobody was watching.
             let _ = self.0.events.send(event);
-        }
+            rev
+        };
         Ok(Response::new(PutResponse {
             header: self.0.header(rev),
             prev_kv: None,
@@ -257,6 +274,7 @@ impl CeilingServer {
         let (events, _) = broadcast::channel(1 << 16);
         let service = Service(Arc::new(State {
             revision: AtomicI64::new(1),
+            publish: std::sync::Mutex::new(()),
             counts: counts.clone(),
             events,
             fault,

@@ -136,6 +136,9 @@ pub struct CompareArgs {
     /// Key flags of the KV workloads.
     #[command(flatten)]
     pub keys: KeyArgs,
+    /// Puts per second of the `watch` workload's writer.
+    #[arg(long, default_value_t = 100.0)]
+    pub watch_put_rate: f64,
     /// Output directory for report.{html,md,json} and the SVG plots.
     #[arg(long, default_value = "strata-bench-compare")]
     pub out: PathBuf,
@@ -216,6 +219,7 @@ impl CompareArgs {
             duration: self.duration,
             rounds: self.rounds,
             keys,
+            watch_put_rate: self.watch_put_rate,
             out_dir: self.out.clone(),
         })
     }
@@ -248,7 +252,7 @@ pub struct WatchArgs {
     /// Watch with prev_kv, as kube-apiserver does.
     #[arg(long)]
     pub prev_kv: bool,
-    /// Seconds watchers may lag after the last put before missing events are declared.
+    /// Seconds without an event, after the last put, before missing events are declared.
     #[arg(long, default_value_t = 5.0)]
     pub settle_s: f64,
     /// PID of the server, for CPU seconds and peak RSS.

@@ -110,6 +110,8 @@ pub struct CompareConfig {
     pub rounds: usize,
     /// Key shape of the KV workloads.
     pub keys: KeyArgs,
+    /// Puts per second of the `watch` workload's writer.
+    pub watch_put_rate: f64,
     /// Where the report goes.
     pub out_dir: PathBuf,
 }
@@ -269,7 +271,11 @@ async fn run_cell(
         Workload::TxnPut => run_kv("txn-put", &common, &keys, kv(KvOp::TxnPut)).await,
         Workload::Watch => {
             let streams = clients.div_ceil(10).max(1);
-            let rate = 100.0;
+            let rate = if cfg.watch_put_rate > 0.0 {
+                cfg.watch_put_rate
+            } else {
+                100.0
+            };
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos());

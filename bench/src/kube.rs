@@ -120,6 +120,17 @@ struct Shared {
     cache: Vec<AtomicI64>,
     next_name: AtomicU64,
     lease: Mutex<LeaseCache>,
+    /// Revisions of every acknowledged write to the pod prefix (create, update, delete): the
+    /// events each watcher must have received, up to the newest revision it saw.
+    pod_writes: std::sync::Mutex<Vec<i64>>,
+}
+
+impl Shared {
+    fn pod_written(&self, revision: i64) {
+        if let Ok(mut w) = self.pod_writes.lock() {
+            w.push(revision);
+        }
+    }
 }
 
 struct KubeWorker {
@@ -145,8 +156,10 @@ impl KubeWorker {
                 .await?
                 .into_inner();
             if resp.succeeded {
+                let revision = resp.header.map_or(0, |h| h.revision);
+                self.shared.pod_written(revision);
                 if let Some(c) = cached {
-                    c.fetch_max(resp.header.map_or(0, |h| h.revision), Ordering::Relaxed);
+                    c.fetch_max(revision, Ordering::Relaxed);
                 }
                 return Ok(());
             }
@@ -170,8 +183,9 @@ impl KubeWorker {
         if !resp.succeeded {
             return Err(tonic::Status::already_exists("create: key exists"));
         }
-        self.created
-            .push((key, resp.header.map_or(0, |h| h.revision)));
+        let revision = resp.header.map_or(0, |h| h.revision);
+        self.shared.pod_written(revision);
+        self.created.push((key, revision));
         Ok(())
     }
 
@@ -197,6 +211,8 @@ impl KubeWorker {
             };
             let resp = self.kv.txn(txn).await?.into_inner();
             if resp.succeeded {
+                self.shared
+                    .pod_written(resp.header.map_or(0, |h| h.revision));
                 return Ok(());
             }
             rec.count("delete conflicts", 1);
@@ -384,9 +400,16 @@ async fn seed(pool: &Pool, cfg: &KubeConfig) -> Result<(Vec<AtomicI64>, i64)> {
 }
 
 /// A watcher of the pod prefix: counts events, checks their revisions only increase, and
-/// times progress requests (sent every second) until `stop` turns true.
-async fn watcher(pool: Pool, w: usize, from_rev: i64, mut stop: watch::Receiver<bool>) -> Recorder {
+/// times progress requests (sent every second) until `stop` turns true. Returns the revisions
+/// of the events it received, for the gap check.
+async fn watcher(
+    pool: Pool,
+    w: usize,
+    from_rev: i64,
+    mut stop: watch::Receiver<bool>,
+) -> (Recorder, Vec<i64>) {
     let mut rec = Recorder::default();
+    let mut received = Vec::new();
     let (tx, rx) = mpsc::channel(8);
     let create = WatchCreateRequest {
         key: PODS.as_bytes().to_vec(),
@@ -403,13 +426,13 @@ async fn watcher(pool: Pool, w: usize, from_rev: i64, mut stop: watch::Receiver<
         .await
         .is_err()
     {
-        return rec;
+        return (rec, received);
     }
     let mut responses = match pool.watch(w).watch(ReceiverStream::new(rx)).await {
         Ok(r) => r.into_inner(),
         Err(s) => {
             rec.error("watch", &s);
-            return rec;
+            return (rec, received);
         }
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -448,6 +471,7 @@ async fn watcher(pool: Pool, w: usize, from_rev: i64, mut stop: watch::Receiver<
                             rec.error_kind("watch: revision went back".into(), format!("{rev} after {highest}"));
                         }
                         highest = highest.max(rev);
+                        received.push(rev);
                         rec.count("watch events", 1);
                     }
                 }
@@ -459,7 +483,21 @@ async fn watcher(pool: Pool, w: usize, from_rev: i64, mut stop: watch::Receiver<
             },
         }
     }
-    rec
+    (rec, received)
+}
+
+/// Acknowledged pod writes a watcher did not receive although it received a later revision:
+/// a gap in its stream (writes after its newest event may still be in flight at the stop).
+fn watch_gaps(pod_writes: &[i64], from_rev: i64, received: &[i64]) -> Vec<i64> {
+    let Some(&newest) = received.iter().max() else {
+        return Vec::new();
+    };
+    let seen: std::collections::HashSet<i64> = received.iter().copied().collect();
+    pod_writes
+        .iter()
+        .copied()
+        .filter(|&r| r > from_rev && r <= newest && !seen.contains(&r))
+        .collect()
 }
 
 /// `Txn(If version(compact_rev_key) == local_version Then Put(compact_rev_key) Else
@@ -565,11 +603,13 @@ pub async fn run_kube(cfg: &KubeConfig) -> Result<Summary> {
                 * 1000,
         ),
         lease: Mutex::new(LeaseCache::default()),
+        pod_writes: std::sync::Mutex::new(Vec::new()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
+    let mut watchers = Vec::new();
     for w in 0..cfg.watchers {
-        background.push(tokio::spawn(watcher(
+        watchers.push(tokio::spawn(watcher(
             pool.clone(),
             w,
             start_rev,
@@ -600,6 +640,34 @@ pub async fn run_kube(cfg: &KubeConfig) -> Result<Summary> {
     };
     let mut measured = load::run(workers, spec).await;
     let _ = stop_tx.send(true);
+    let pod_writes = shared
+        .pod_writes
+        .lock()
+        .map(|w| w.clone())
+        .unwrap_or_default();
+    let mut gaps = 0u64;
+    for (w, b) in watchers.into_iter().enumerate() {
+        match b.await {
+            Ok((r, received)) => {
+                measured.recorder.merge(&r);
+                let missing = watch_gaps(&pod_writes, start_rev, &received);
+                if let Some(first) = missing.first() {
+                    measured.recorder.error_kind(
+                        "watch: gap".into(),
+                        format!(
+                            "watcher {w} missed {} events, first revision {first}",
+                            missing.len()
+                        ),
+                    );
+                }
+                gaps += missing.len() as u64;
+            }
+            Err(e) => measured
+                .recorder
+                .error_kind("kube watcher task".into(), e.to_string()),
+        }
+    }
+    measured.recorder.count("watch gaps", gaps);
     for b in background {
         match b.await {
             Ok(r) => measured.recorder.merge(&r),
@@ -616,4 +684,21 @@ pub async fn run_kube(cfg: &KubeConfig) -> Result<Summary> {
     summary.conns = cfg.conns.max(1);
     summary.clients = cfg.clients.max(1);
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::watch_gaps;
+
+    #[test]
+    fn a_gap_is_a_missed_write_before_the_newest_event() {
+        // Writes at 5..=9 after the start revision 4; the watcher saw 5, 6, 8.
+        let writes = [5, 6, 7, 8, 9];
+        assert_eq!(watch_gaps(&writes, 4, &[5, 6, 8]), vec![7]);
+        // 9 is after the newest event: possibly in flight at the stop, not a gap.
+        assert_eq!(watch_gaps(&writes, 4, &[5, 6, 7, 8]), Vec::<i64>::new());
+        assert_eq!(watch_gaps(&writes, 4, &[]), Vec::<i64>::new());
+        // Writes at or before the start revision are not expected.
+        assert_eq!(watch_gaps(&[3, 4, 5], 4, &[5]), Vec::<i64>::new());
+    }
 }

@@ -54,6 +54,7 @@ async fn compare_reports_results_ratios_and_what_did_not_run() {
             prefix: "/c/".into(),
             prefill: false,
         },
+        watch_put_rate: 100.0,
         out_dir: out.path().to_path_buf(),
     };
     let r = run_compare(&cfg).await.unwrap();

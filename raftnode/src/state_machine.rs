@@ -147,8 +147,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => shape.push(0),
                 EntryPayload::Normal(batch) => {
                     if fresh {
-                        shape.push(batch.len());
-                        requests.extend(batch.into_iter().map(|r| (e.log_id.index, r)));
+                        shape.push(batch.requests.len());
+                        requests.extend(batch.requests.into_iter().map(|r| (e.log_id.index, r)));
                     } else {
                         shape.push(0);
                     }

@@ -77,6 +77,9 @@ impl KeyIndex {
         let g = self.current_mut();
         if g.is_empty() {
             g.created = rev;
+            // Most keys are written once or a few times; a first push would otherwise
+            // allocate room for four revisions (48 bytes a key unused: ~48 MB for 1M keys).
+            g.revs.reserve_exact(1);
         }
         g.revs.push(rev);
         g.ver += 1;

@@ -362,7 +362,9 @@ impl MvccStore {
                 } else {
                     let upper = idx.current.min(next.saturating_add(CATCH_UP_REVISIONS - 1));
                     let snap = self.db.begin_read().map_err(storage)?;
-                    (history(&idx, &snap, &req, next, upper)?, upper, None)
+                    let (batch, upper) =
+                        history(&idx, &snap, &req, next, upper, WATCH_QUEUE_MESSAGES)?;
+                    (batch, upper, None)
                 }
             };
             let mut hub = self.lock_hub()?;
@@ -423,16 +425,23 @@ pub(crate) fn to_event(c: &Change) -> Event {
     }
 }
 
+/// One revision's events, as a catch-up step reads them.
+type RevisionEvents = (i64, Vec<Event>);
+
 /// Revisions `[from, upper]` of the tree as `req` wants them, one entry per revision with
-/// matching events. Runs under the index lock (for previous values), on a snapshot taken
-/// under it.
+/// matching events, but at most `revisions_max` entries (a watcher's queue takes no more at
+/// once; reading past that decoded values and previous values that were thrown away and
+/// read again at the next step). Returns them and the last revision covered: `upper`, or
+/// the revision before the first one left out. Runs under the index lock (for previous
+/// values), on a snapshot taken under it.
 fn history(
     idx: &Index,
     snap: &ReadTxn,
     req: &WatchRequest,
     from: i64,
     upper: i64,
-) -> Result<Vec<(i64, Vec<Event>)>, MvccError> {
+    revisions_max: usize,
+) -> Result<(Vec<RevisionEvents>, i64), MvccError> {
     let start = Revision::main_start_key(from);
     let end = Revision::main_start_key(upper.saturating_add(1));
     let probe = WatcherState {
@@ -443,13 +452,17 @@ fn history(
         progress: false,
         waker: None,
     };
-    let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
+    let mut out: Vec<RevisionEvents> = Vec::new();
     for item in snap
         .range(KEY_BUCKET, Bound::Included(&start), Bound::Excluded(&end))
         .map_err(storage)?
     {
         let (k, v) = item.map_err(storage)?;
         let (rev, tombstone) = Revision::from_key(&k).map_err(storage)?;
+        // Every revision before this one is covered, matching or not.
+        if out.len() >= revisions_max && out.last().is_some_and(|(r, _)| *r < rev.main) {
+            return Ok((out, rev.main - 1));
+        }
         let stored = KeyValue::decode(&v).map_err(storage)?;
         let kv = if tombstone {
             KeyValue {
@@ -485,5 +498,5 @@ fn history(
             _ => out.push((rev.main, vec![e])),
         }
     }
-    Ok(out)
+    Ok((out, upper))
 }
