@@ -8,13 +8,6 @@ use strata_server::config::{Config, ConfigError, Level, Loaded, help, listen_url
 use strata_server::transport::server_config;
 use strata_server::{Limits, Listener, MetricsInfo, Role, TlsFiles, serve};
 
-/// glibc's malloc took about a quarter of the server's CPU under 1,000 writing clients
-/// (`perf`: `_int_malloc`, `_int_free`, `unlink_chunk`, `malloc_consolidate`), and its
-/// per-thread arenas keep freed memory resident; mimalloc is cheaper on both counts
-/// (docs/benchmarks.md, "Issue 7").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let (cfg, warnings) = match load_config() {
         Ok(loaded) => loaded,
