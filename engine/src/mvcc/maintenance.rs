@@ -300,9 +300,9 @@ impl Work {
             };
             let keys: Vec<Vec<u8>> = idx
                 .keys
-                .range::<[u8], _>((lo, Bound::Unbounded))
+                .range((lo, Bound::Unbounded))
                 .take(self.index_batch())
-                .map(|(k, _)| k.clone())
+                .map(|(k, _)| k.to_vec())
                 .collect();
             let mut available = HashSet::new();
             // Collected here and added to `keep` after the lock is released: growing a set of
@@ -312,9 +312,11 @@ impl Work {
                 let empty = match idx.keys.get_mut(k) {
                     Some(ki) => {
                         ki.compact(rev, &mut available);
-                        for g in ki.generations() {
-                            kept.extend(g.revs.iter().copied().filter(|r| r.main <= rev));
-                        }
+                        ki.for_each_revision(|r| {
+                            if r.main <= rev {
+                                kept.push(r);
+                            }
+                        });
                         ki.is_empty()
                     }
                     None => false,

@@ -5,6 +5,7 @@
 mod apply;
 mod backend;
 mod key_index;
+mod key_map;
 mod kv;
 mod maintenance;
 mod ops;

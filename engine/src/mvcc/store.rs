@@ -28,6 +28,7 @@ use crate::btree::{Db, Durability, ReadTxn};
 use crate::mvcc::apply::Apply;
 use crate::mvcc::backend::{LEASE_FLOOR, load_alarms};
 use crate::mvcc::key_index::KeyIndex;
+use crate::mvcc::key_map::KeyMap;
 use crate::mvcc::kv::KeyValue;
 use crate::mvcc::maintenance::{Cadence, Compactor, Syncer};
 use crate::mvcc::ops::*;
@@ -75,7 +76,7 @@ impl Default for MvccOptions {
 }
 
 pub(super) struct Index {
-    pub(super) keys: BTreeMap<Vec<u8>, KeyIndex>,
+    pub(super) keys: KeyMap<KeyIndex>,
     pub(super) current: i64,
     pub(super) compacted: i64,
     pub(super) applied: u64,
@@ -188,10 +189,10 @@ impl Index {
         }
         let mut found = Vec::new();
         let mut count = 0i64;
-        for (k, ki) in self.keys.range::<[u8], _>((lo, hi)) {
+        for (k, ki) in self.keys.range((lo, hi)) {
             if let Some(at) = ki.get(rev) {
                 if found.len() < keep {
-                    found.push((k.clone(), at.modified));
+                    found.push((k.to_vec(), at.modified));
                 }
                 count += 1;
             }
@@ -291,7 +292,7 @@ impl MvccStore {
                 l.keys.insert(key.clone());
             }
         }
-        let keys: BTreeMap<Vec<u8>, KeyIndex> = built.into_iter().collect();
+        let keys = KeyMap::from_sorted(built).map_err(storage)?;
         // The scan touched every page once; do not keep them all resident for it.
         db.release_mapped_pages().map_err(storage)?;
         // A store written before the floor was kept: above every lease it holds.
@@ -488,7 +489,10 @@ impl MvccStore {
                 {
                     l.keys.insert(c.key.clone());
                 }
-                let ki = idx.keys.entry(c.key).or_default();
+                let ki = idx
+                    .keys
+                    .get_or_insert_default(c.key)
+                    .ok_or_else(|| storage("the key index lost a key it had just added"))?;
                 if c.tombstone {
                     ki.tombstone(c.rev).map_err(storage)?;
                 } else {
