@@ -7,6 +7,9 @@
 //! full, and an insert in the middle splits the chunk in half as a B-tree would. Chunks are
 //! found through a `BTreeMap` keyed by each chunk's first key (one small entry per chunk).
 //!
+//! A chunk keeps its keys' bytes one after another in one buffer, so a key costs its bytes
+//! and a 4-byte end offset, not an allocation of its own.
+//!
 //! Invariants: every chunk is non-empty and sorted, its map key equals its first key, and all
 //! keys of a chunk are below the next chunk's first key.
 
@@ -14,13 +17,133 @@ use std::collections::BTreeMap;
 use std::collections::btree_map;
 use std::ops::Bound;
 
-/// Entries per chunk: a 64-byte entry makes a 4 KiB chunk, short enough to binary-search and
-/// shift on insert.
+/// Most entries per chunk: short enough to binary-search and shift on insert.
 pub const CHUNK: usize = 64;
+/// A chunk whose keys hold this many bytes takes no more keys (it splits instead), which keeps
+/// its end offsets far inside `u32`.
+const CHUNK_BYTES: usize = 64 << 10;
 /// A chunk this small after a removal is merged with a neighbour when they fit together.
 const MERGE_BELOW: usize = CHUNK / 4;
 
-type Chunk<V> = Vec<(Box<[u8]>, V)>;
+/// Sorted keys and their values.
+struct Chunk<V> {
+    /// The keys' bytes, one after another.
+    bytes: Vec<u8>,
+    /// Where each key ends in `bytes`.
+    ends: Vec<u32>,
+    vals: Vec<V>,
+}
+
+impl<V> Chunk<V> {
+    fn new() -> Self {
+        Chunk {
+            bytes: Vec::new(),
+            ends: Vec::with_capacity(CHUNK),
+            vals: Vec::with_capacity(CHUNK),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.vals.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.len() >= CHUNK || self.bytes.len() >= CHUNK_BYTES
+    }
+
+    fn start(&self, i: usize) -> usize {
+        match i.checked_sub(1) {
+            Some(p) => self.ends.get(p).map_or(self.bytes.len(), |&e| e as usize),
+            None => 0,
+        }
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        let end = self.ends.get(i).map_or(0, |&e| e as usize);
+        self.bytes.get(self.start(i)..end).unwrap_or_default()
+    }
+
+    fn first_key(&self) -> &[u8] {
+        self.key(0)
+    }
+
+    /// The position of `key`, or where it would go.
+    fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    /// The first position whose key is past `bound` (`inclusive`: at or past it).
+    fn first_from(&self, bound: &[u8], inclusive: bool) -> usize {
+        match self.search(bound) {
+            Ok(i) if inclusive => i,
+            Ok(i) => i + 1,
+            Err(i) => i,
+        }
+    }
+
+    fn insert(&mut self, i: usize, key: &[u8], v: V) {
+        let at = self.start(i);
+        self.bytes.extend_from_slice(key);
+        if let Some(tail) = self.bytes.get_mut(at..) {
+            tail.rotate_right(key.len());
+        }
+        let n = key.len() as u32;
+        for e in self.ends.get_mut(i..).unwrap_or_default() {
+            *e += n;
+        }
+        self.ends.insert(i, (at + key.len()) as u32);
+        self.vals.insert(i, v);
+    }
+
+    fn push(&mut self, key: &[u8], v: V) {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len() as u32);
+        self.vals.push(v);
+    }
+
+    fn remove(&mut self, i: usize) -> V {
+        let (at, end) = (self.start(i), self.ends[i] as usize);
+        self.bytes.drain(at..end);
+        self.ends.remove(i);
+        let n = (end - at) as u32;
+        for e in self.ends.get_mut(i..).unwrap_or_default() {
+            *e -= n;
+        }
+        self.vals.remove(i)
+    }
+
+    /// Moves the entries from `i` on into a new chunk.
+    fn split_off(&mut self, i: usize) -> Chunk<V> {
+        let at = self.start(i);
+        let mut right = Chunk::new();
+        right
+            .bytes
+            .extend_from_slice(self.bytes.get(at..).unwrap_or_default());
+        self.bytes.truncate(at);
+        right
+            .ends
+            .extend(self.ends.drain(i..).map(|e| e - at as u32));
+        right.vals.extend(self.vals.drain(i..));
+        right
+    }
+
+    /// Moves every entry of `other` (all above this chunk's keys) to the end of this one.
+    fn append(&mut self, other: Chunk<V>) {
+        let base = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(&other.bytes);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+        self.vals.extend(other.vals);
+    }
+}
 
 /// A sorted map from byte-string keys to `V`.
 pub struct KeyMap<V> {
@@ -58,18 +181,23 @@ impl<V> KeyMap<V> {
             ));
         }
         let mut map = KeyMap::new();
-        let mut chunk: Chunk<V> = Vec::with_capacity(CHUNK);
+        let mut chunk = Chunk::new();
         for (k, v) in entries {
-            if chunk.len() == CHUNK {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                map.chunks.insert(full[0].0.clone(), full);
+            if chunk.is_full() {
+                let full = std::mem::replace(&mut chunk, Chunk::new());
+                map.file(full);
             }
-            chunk.push((k.into_boxed_slice(), v));
+            chunk.push(&k, v);
         }
-        if let Some((first, _)) = chunk.first() {
-            map.chunks.insert(first.clone(), chunk);
-        }
+        map.file(chunk);
         Ok(map)
+    }
+
+    /// Files a non-empty chunk under its first key.
+    fn file(&mut self, chunk: Chunk<V>) {
+        if chunk.len() > 0 {
+            self.chunks.insert(chunk.first_key().into(), chunk);
+        }
     }
 
     /// The value of `key`.
@@ -78,8 +206,8 @@ impl<V> KeyMap<V> {
             .chunks
             .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
             .next_back()?;
-        let i = chunk.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
-        chunk.get(i).map(|(_, v)| v)
+        let i = chunk.search(key).ok()?;
+        chunk.vals.get(i)
     }
 
     /// The value of `key`, mutable.
@@ -88,57 +216,57 @@ impl<V> KeyMap<V> {
             .chunks
             .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
             .next_back()?;
-        let i = chunk.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
-        chunk.get_mut(i).map(|(_, v)| v)
+        let i = chunk.search(key).ok()?;
+        chunk.vals.get_mut(i)
     }
 
     /// The value of `key`, inserting `V::default()` first when the key is absent. `None` only
     /// if the map broke its own invariants (the caller reports it as an error).
-    pub fn get_or_insert_default(&mut self, key: Vec<u8>) -> Option<&mut V>
+    pub fn get_or_insert_default(&mut self, key: &[u8]) -> Option<&mut V>
     where
         V: Default,
     {
-        if self.get(&key).is_none() {
-            self.insert_new(key.as_slice().into());
+        if self.get(key).is_none() {
+            self.insert_new(key);
         }
-        self.get_mut(&key)
+        self.get_mut(key)
     }
 
     /// Inserts `key`, which is not in the map, with `V::default()`.
-    fn insert_new(&mut self, key: Box<[u8]>)
+    fn insert_new(&mut self, key: &[u8])
     where
         V: Default,
     {
         // Whether the chunk that takes `key` is the last one: no chunk starts after `key`.
         let in_last = self
             .chunks
-            .range::<[u8], _>((Bound::Excluded(&*key), Bound::Unbounded))
+            .range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded))
             .next()
             .is_none();
         let split = match self
             .chunks
-            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(&*key)))
+            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
             .next_back()
         {
             Some((_, chunk)) => {
                 // The chunk's first key is below `key`, so `i >= 1`: its map key stays.
-                let i = chunk.partition_point(|(k, _)| **k < *key);
-                if chunk.len() < CHUNK {
-                    chunk.insert(i, (key, V::default()));
+                let i = chunk.first_from(key, true);
+                if !chunk.is_full() {
+                    chunk.insert(i, key, V::default());
                     return;
                 }
                 if i == chunk.len() && in_last {
                     // Ascending inserts: leave this chunk full and start the next one.
-                    let mut next = Vec::with_capacity(CHUNK);
-                    next.push((key, V::default()));
+                    let mut next = Chunk::new();
+                    next.push(key, V::default());
                     next
                 } else {
-                    let mut right: Chunk<V> = Vec::with_capacity(CHUNK);
-                    right.extend(chunk.drain(CHUNK / 2..));
-                    if i <= CHUNK / 2 {
-                        chunk.insert(i, (key, V::default()));
+                    let half = chunk.len() / 2;
+                    let mut right = chunk.split_off(half);
+                    if i <= half {
+                        chunk.insert(i, key, V::default());
                     } else {
-                        right.insert(i - CHUNK / 2, (key, V::default()));
+                        right.insert(i - half, key, V::default());
                     }
                     right
                 }
@@ -147,16 +275,14 @@ impl<V> KeyMap<V> {
                 // Below every key (or the map is empty): the first chunk takes it, filed under
                 // the new first key; a full first chunk gets a new chunk in front of it.
                 let mut chunk = match self.chunks.first_entry() {
-                    Some(e) if e.get().len() < CHUNK => e.remove(),
-                    _ => Vec::with_capacity(CHUNK),
+                    Some(e) if !e.get().is_full() => e.remove(),
+                    _ => Chunk::new(),
                 };
-                chunk.insert(0, (key, V::default()));
+                chunk.insert(0, key, V::default());
                 chunk
             }
         };
-        if let Some((first, _)) = split.first() {
-            self.chunks.insert(first.clone(), split);
-        }
+        self.file(split);
     }
 
     /// Removes `key`, returning its value.
@@ -165,8 +291,8 @@ impl<V> KeyMap<V> {
             .chunks
             .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
             .next_back()?;
-        let i = chunk.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
-        let (_, v) = chunk.remove(i);
+        let i = chunk.search(key).ok()?;
+        let v = chunk.remove(i);
         let ck = ck.clone();
         let left = chunk.len();
         if left == 0 {
@@ -176,11 +302,9 @@ impl<V> KeyMap<V> {
         let mut ck = ck;
         if i == 0 {
             // The chunk's first key changed: file it under the new one.
-            if let Some(c) = self.chunks.remove(&ck)
-                && let Some((first, _)) = c.first()
-            {
-                ck = first.clone();
-                self.chunks.insert(ck.clone(), c);
+            if let Some(c) = self.chunks.remove(&ck) {
+                ck = c.first_key().into();
+                self.file(c);
             }
         }
         if left < MERGE_BELOW {
@@ -192,23 +316,21 @@ impl<V> KeyMap<V> {
     /// Merges the small chunk `ck` (of `len` entries) into its previous neighbour, or its
     /// next one into it, when the two fit in three quarters of a chunk.
     fn merge_around(&mut self, ck: &[u8], len: usize) {
-        let fits = |c: &Chunk<V>| c.len() + len <= CHUNK * 3 / 4;
+        let fits = |c: &Chunk<V>| c.len() + len <= CHUNK * 3 / 4 && c.bytes.len() < CHUNK_BYTES / 2;
         let into_prev = self
             .chunks
             .range::<[u8], _>((Bound::Unbounded, Bound::Excluded(ck)))
             .next_back()
             .is_some_and(|(_, c)| fits(c));
         if into_prev {
-            if let Some((_, mut moved)) = self.chunks.remove_entry(ck) {
+            if let Some((_, moved)) = self.chunks.remove_entry(ck) {
                 match self
                     .chunks
                     .range_mut::<[u8], _>((Bound::Unbounded, Bound::Excluded(ck)))
                     .next_back()
                 {
-                    Some((_, prev)) => prev.append(&mut moved),
-                    None => {
-                        self.chunks.insert(ck.into(), moved);
-                    }
+                    Some((_, prev)) => prev.append(moved),
+                    None => self.file(moved),
                 }
             }
             return;
@@ -220,13 +342,11 @@ impl<V> KeyMap<V> {
             .filter(|(_, c)| fits(c))
             .map(|(k, _)| k.clone());
         if let Some(nk) = next
-            && let Some(mut moved) = self.chunks.remove(&nk)
+            && let Some(moved) = self.chunks.remove(&nk)
         {
             match self.chunks.get_mut(ck) {
-                Some(c) => c.append(&mut moved),
-                None => {
-                    self.chunks.insert(nk, moved);
-                }
+                Some(c) => c.append(moved),
+                None => self.file(moved),
             }
         }
     }
@@ -238,7 +358,7 @@ impl<V> KeyMap<V> {
 
     /// Every value in key order.
     pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.chunks.values().flat_map(|c| c.iter().map(|(_, v)| v))
+        self.chunks.values().flat_map(|c| c.vals.iter())
     }
 
     /// The entries with keys within `bounds`, in key order.
@@ -262,12 +382,12 @@ impl<V> KeyMap<V> {
             Some((_, c)) => {
                 let pos = match lo {
                     Bound::Unbounded => 0,
-                    Bound::Included(k) => c.partition_point(|(e, _)| **e < *k),
-                    Bound::Excluded(k) => c.partition_point(|(e, _)| **e <= *k),
+                    Bound::Included(k) => c.first_from(k, true),
+                    Bound::Excluded(k) => c.first_from(k, false),
                 };
-                (c.as_slice(), pos)
+                (Some(c), pos)
             }
-            None => (&[][..], 0),
+            None => (None, 0),
         };
         Range {
             chunks,
@@ -281,7 +401,7 @@ impl<V> KeyMap<V> {
 /// An iterator over a range of a [`KeyMap`].
 pub struct Range<'a, V> {
     chunks: btree_map::Range<'a, Box<[u8]>, Chunk<V>>,
-    current: &'a [(Box<[u8]>, V)],
+    current: Option<&'a Chunk<V>>,
     pos: usize,
     hi: Bound<&'a [u8]>,
 }
@@ -290,22 +410,24 @@ impl<'a, V> Iterator for Range<'a, V> {
     type Item = (&'a [u8], &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
-        while self.pos >= self.current.len() {
-            let (_, c) = self.chunks.next()?;
-            self.current = c.as_slice();
+        loop {
+            let c = self.current?;
+            if self.pos < c.len() {
+                break;
+            }
+            self.current = self.chunks.next().map(|(_, c)| c);
             self.pos = 0;
         }
-        let (k, v) = &self.current[self.pos];
+        let c = self.current?;
+        let (k, v) = (c.key(self.pos), c.vals.get(self.pos)?);
         let within = match self.hi {
             Bound::Unbounded => true,
-            Bound::Included(h) => **k <= *h,
-            Bound::Excluded(h) => **k < *h,
+            Bound::Included(h) => k <= h,
+            Bound::Excluded(h) => k < h,
         };
         if !within {
             // Nothing after this key can be within either.
-            self.current = &[];
-            self.pos = 0;
-            self.chunks = btree_map::Range::default();
+            self.current = None;
             return None;
         }
         self.pos += 1;
@@ -322,20 +444,36 @@ mod tests {
         format!("k{n:06}").into_bytes()
     }
 
+    /// Keys of varied lengths; `big` ones fill a chunk's bytes before its entries.
+    fn vkey(n: u16, big: bool) -> Vec<u8> {
+        let pad = if big {
+            1500 + usize::from(n % 7)
+        } else {
+            usize::from(n % 13) * 3
+        };
+        let mut k = format!("k{n}").into_bytes();
+        k.resize(k.len() + pad, b'.');
+        k
+    }
+
     /// Checks the invariants of the module doc.
     fn check<V>(m: &KeyMap<V>) {
         let mut prev: Option<&[u8]> = None;
         let mut n = 0;
         for (ck, c) in &m.chunks {
-            assert!(!c.is_empty(), "empty chunk");
+            assert!(c.len() > 0, "empty chunk");
             assert!(c.len() <= CHUNK, "chunk over {CHUNK}");
+            assert_eq!(c.ends.len(), c.len());
+            assert_eq!(c.ends.last().map(|&e| e as usize), Some(c.bytes.len()));
             assert_eq!(
-                **ck, *c[0].0,
+                **ck,
+                *c.first_key(),
                 "chunk filed under a key that is not its first"
             );
-            for (k, _) in c {
+            for i in 0..c.len() {
+                let k = c.key(i);
                 if let Some(p) = prev {
-                    assert!(p < &**k, "keys out of order");
+                    assert!(p < k, "keys out of order");
                 }
                 prev = Some(k);
                 n += 1;
@@ -348,11 +486,15 @@ mod tests {
     fn ascending_inserts_fill_chunks() {
         let mut m = KeyMap::<u32>::new();
         for n in 0..10 * CHUNK as u32 {
-            *m.get_or_insert_default(key(n)).unwrap() = n;
+            *m.get_or_insert_default(&key(n)).unwrap() = n;
         }
         check(&m);
         assert_eq!(m.chunks.len(), 10);
-        assert!(m.chunks.values().all(|c| c.len() == CHUNK));
+        assert!(
+            m.chunks
+                .values()
+                .all(|c| c.len() == CHUNK && c.bytes.len() == CHUNK * 7)
+        );
         assert_eq!(m.get(&key(77)), Some(&77));
     }
 
@@ -385,6 +527,7 @@ mod tests {
         /// Any sequence of operations: the same answers as `BTreeMap`, invariants kept.
         #[test]
         fn behaves_like_btreemap(
+            big in any::<bool>(),
             start in prop::collection::vec(0..2000u16, 0..300),
             ops in prop::collection::vec(op(), 1..1500),
         ) {
@@ -392,21 +535,21 @@ mod tests {
             sorted.sort_unstable();
             sorted.dedup();
             let mut model: BTreeMap<Vec<u8>, u32> =
-                sorted.iter().map(|&k| (key(k.into()), k.into())).collect();
+                sorted.iter().map(|&k| (vkey(k, big), k.into())).collect();
             let mut m = KeyMap::from_sorted(
                 model.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap();
             for op in ops {
                 match op {
                     Op::Insert(k, v) => {
-                        *m.get_or_insert_default(key(k.into())).unwrap() = v;
-                        model.insert(key(k.into()), v);
+                        *m.get_or_insert_default(&vkey(k, big)).unwrap() = v;
+                        model.insert(vkey(k, big), v);
                     }
                     Op::Remove(k) => {
-                        prop_assert_eq!(m.remove(&key(k.into())), model.remove(&key(k.into())));
-                        prop_assert_eq!(m.get(&key(k.into())), None);
+                        prop_assert_eq!(m.remove(&vkey(k, big)), model.remove(&vkey(k, big)));
+                        prop_assert_eq!(m.get(&vkey(k, big)), None);
                     }
                     Op::Range(a, b, mode) => {
-                        let (ka, kb) = (key(a.into()), key(b.into()));
+                        let (ka, kb) = (vkey(a, big), vkey(b, big));
                         let lo = match mode & 1 {
                             0 => Bound::Included(ka.as_slice()),
                             _ => Bound::Excluded(ka.as_slice()),

@@ -491,7 +491,7 @@ impl MvccStore {
                 }
                 let ki = idx
                     .keys
-                    .get_or_insert_default(c.key)
+                    .get_or_insert_default(&c.key)
                     .ok_or_else(|| storage("the key index lost a key it had just added"))?;
                 if c.tombstone {
                     ki.tombstone(c.rev).map_err(storage)?;
