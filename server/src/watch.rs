@@ -282,7 +282,16 @@ impl StreamState {
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
         for id in ids {
             while let Some(e) = self.watchers.get(&id) {
-                let msg = match tokio::task::block_in_place(|| e.watcher.try_recv()) {
+                // `block_in_place` hands this worker's other tasks to another thread (a
+                // wake-up per call), so only a catch-up, which reads the tree, pays for it.
+                let next = match e.watcher.try_recv_queued() {
+                    Some(m) => Ok(Some(m)),
+                    None if e.watcher.catching_up().unwrap_or(true) => {
+                        tokio::task::block_in_place(|| e.watcher.try_recv())
+                    }
+                    None => e.watcher.try_recv(),
+                };
+                let msg = match next {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
                     Err(e) => {

@@ -225,6 +225,19 @@ impl Watcher {
         Ok(self.rx.try_recv().ok())
     }
 
+    /// The next queued message, without catching up: never reads the tree, so it is cheap
+    /// enough to call from an async task. `None` when the queue is empty (then
+    /// [`try_recv`](Self::try_recv) may find more, if [`catching_up`](Self::catching_up)).
+    pub fn try_recv_queued(&self) -> Option<WatchMessage> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Whether the watcher is behind the store, so that [`try_recv`](Self::try_recv) may read
+    /// history from the tree (the slow path). Takes the hub lock, never the index.
+    pub fn catching_up(&self) -> Result<bool, MvccError> {
+        self.store.watcher_catching_up(self.id)
+    }
+
     /// Asks for a progress notification: sent at once if the watcher has every revision up
     /// to the current one, otherwise once it has caught up (etcd's WatchProgressRequest).
     pub fn request_progress(&self) -> Result<(), MvccError> {
@@ -305,6 +318,14 @@ impl MvccStore {
         if let Ok(mut hub) = self.hub.lock() {
             hub.watchers.remove(&id);
         }
+    }
+
+    pub(crate) fn watcher_catching_up(&self, id: u64) -> Result<bool, MvccError> {
+        Ok(self
+            .lock_hub()?
+            .watchers
+            .get(&id)
+            .is_some_and(|w| !w.synced))
     }
 
     pub(crate) fn request_progress(&self, id: u64) -> Result<(), MvccError> {
