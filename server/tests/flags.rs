@@ -7,18 +7,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
-use common::{Strata, etcdctl, etcdctl_run, free_port};
+use common::{Strata, etcdctl, etcdctl_run, free_port, strata_command};
 
 fn strata(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .env_remove("ETCD_CONFIG_FILE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strata")
+    strata_command().args(args).output().expect("run strata")
 }
 
 fn text(b: &[u8]) -> String {
@@ -161,39 +155,17 @@ fn joining_an_existing_cluster_is_refused_but_restarting_is_not() {
 /// Starts `strata` with `args` and `env` (no harness flags), waiting until it serves on
 /// `port`.
 fn start_with_env(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Strata {
-    let log = dir.join(format!("strata-{port}.log"));
-    let logf = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.args(args)
-        .env_remove("ETCD_CONFIG_FILE")
-        .stdout(Stdio::null())
-        .stderr(logf);
+    let mut cmd = strata_command();
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut s = Strata {
-        child: Some(cmd.spawn().unwrap()),
+    Strata::spawn(
+        cmd,
         port,
-        data_dir: dir.join("unused"),
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(Ok(Some(status))) = s.child.as_mut().map(|c| c.try_wait()) {
-            panic!("strata exited during start ({status}):\n{}", s.log());
-        }
-        if s.log().contains("ready to serve client requests")
-            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "strata did not start:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        &dir.join("unused"),
+        dir.join(format!("strata-{port}.log")),
+    )
 }
 
 fn ctl_ok(bin: &Path, endpoint: &str, args: &[&str]) -> String {

@@ -10,18 +10,18 @@ mod tlsutil;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{etcdctl, etcdctl_run, free_port};
-use tlsutil::{Ca, ClientTls, HttpReply, Server, get, request, sample};
+use common::{Strata, etcdctl, etcdctl_run, free_port};
+use tlsutil::{Ca, ClientTls, HttpReply, get, request, sample};
 
 fn s(v: &str) -> String {
     v.to_string()
 }
 
 /// A plain server with a client port and a metrics port.
-fn start(dir: &std::path::Path) -> (Server, u16, u16) {
+fn start(dir: &std::path::Path) -> (Strata, u16, u16) {
     let (port, mport) = (free_port(), free_port());
     let url = format!("http://127.0.0.1:{port}");
-    let srv = Server::start(
+    let srv = Strata::start_exact(
         &dir.join("data"),
         port,
         &[
@@ -112,7 +112,7 @@ fn endpoints_over_https() {
     let server = ca.server("server");
     let (port, mport) = (free_port(), free_port());
     let url = format!("https://127.0.0.1:{port}");
-    let _srv = Server::start(
+    let _srv = Strata::start_exact(
         &dir.path().join("data"),
         port,
         &[

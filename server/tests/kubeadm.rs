@@ -11,8 +11,8 @@ mod tlsutil;
 
 use std::path::Path;
 
-use common::{etcdctl, etcdctl_run, free_port};
-use tlsutil::{Ca, Pair, Server, get};
+use common::{Strata, etcdctl, etcdctl_run, free_port};
+use tlsutil::{Ca, Pair, get};
 
 /// kubeadm's PKI for a local etcd: one CA, a server pair, a peer pair and the apiserver's
 /// client pair (`/etc/kubernetes/pki/etcd/*`, `apiserver-etcd-client.*`).
@@ -74,7 +74,7 @@ fn starts_and_serves_like_etcd(newer: bool) {
     let p = pki(dir.path());
     let (client, peer, metrics) = (free_port(), free_port(), free_port());
     let data = dir.path().join("var-lib-etcd");
-    let server = Server::start(
+    let server = Strata::start_exact(
         &data,
         client,
         &kubeadm_flags(&p, client, peer, metrics, newer),

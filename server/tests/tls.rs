@@ -10,8 +10,8 @@ mod tlsutil;
 
 use std::path::Path;
 
-use common::{etcdctl, etcdctl_run, free_port};
-use tlsutil::{Ca, ClientTls, Pair, Server, get, start_fails};
+use common::{Strata, etcdctl, etcdctl_run, free_port, start_fails};
+use tlsutil::{Ca, ClientTls, Pair, get};
 
 fn s(v: &str) -> String {
     v.to_string()
@@ -66,7 +66,7 @@ fn etcdctl_with_client_certificate_over_mtls() {
     let other_ca = Ca::new(dir.path(), "other-ca");
     let stranger = other_ca.client("stranger");
     let port = free_port();
-    let mut srv = Server::start(
+    let mut srv = Strata::start_exact(
         &dir.path().join("data"),
         port,
         &mtls_flags(port, &ca, &server),
@@ -159,7 +159,7 @@ fn server_tls_without_client_certificates() {
         s("--key-file"),
         server.key.display().to_string(),
     ];
-    let _srv = Server::start(&dir.path().join("data"), port, &flags);
+    let _srv = Strata::start_exact(&dir.path().join("data"), port, &flags);
     let out = run(&bin, &url, &ctl_tls(&ca.cert, None), &["put", "a", "1"]);
     assert!(out.status.success(), "{out:?}");
     // The advertised https URL is what the member lists.
@@ -179,60 +179,64 @@ fn https_url_without_certificate_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("https://127.0.0.1:{port}");
-    let err = start_fails(
-        &dir.path().join("data"),
-        &[
-            s("--listen-client-urls"),
-            url.clone(),
-            s("--advertise-client-urls"),
-            url.clone(),
-        ],
-    );
-    assert!(
-        err.contains(&format!(
-            "TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme"
-        )),
-        "{err}"
-    );
+    let plain = format!("http://127.0.0.1:{port}");
     let murl = format!("https://127.0.0.1:{}", free_port());
-    let err = start_fails(
-        &dir.path().join("data2"),
-        &[
-            s("--listen-client-urls"),
-            format!("http://127.0.0.1:{port}"),
-            s("--advertise-client-urls"),
-            format!("http://127.0.0.1:{port}"),
-            s("--listen-metrics-urls"),
-            murl.clone(),
-        ],
-    );
-    assert!(
-        err.contains(&format!(
-            "cannot listen on TLS for {murl}: KeyFile and CertFile are not presented"
-        )),
-        "{err}"
-    );
-    // --client-cert-auth without a CA to verify client certificates with.
     let ca = Ca::new(dir.path(), "ca");
     let server = ca.server("server");
-    let err = start_fails(
-        &dir.path().join("data3"),
-        &[
+    let (cert, key) = (
+        server.cert.display().to_string(),
+        server.key.display().to_string(),
+    );
+    let client = |u: &str| {
+        vec![
             s("--listen-client-urls"),
-            url.clone(),
+            s(u),
             s("--advertise-client-urls"),
-            url,
-            s("--cert-file"),
-            server.cert.display().to_string(),
-            s("--key-file"),
-            server.key.display().to_string(),
-            s("--client-cert-auth"),
-        ],
-    );
-    assert!(
-        err.contains("--client-cert-auth needs --trusted-ca-file"),
-        "{err}"
-    );
+            s(u),
+        ]
+    };
+    // Each: extra flags, and what etcd says when it refuses them.
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            client(&url),
+            format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme"
+            ),
+        ),
+        (
+            [
+                client(&plain),
+                vec![s("--listen-metrics-urls"), murl.clone()],
+            ]
+            .concat(),
+            format!("cannot listen on TLS for {murl}: KeyFile and CertFile are not presented"),
+        ),
+        (
+            // --client-cert-auth without a CA to verify client certificates with.
+            [
+                client(&url),
+                vec![
+                    s("--cert-file"),
+                    cert,
+                    s("--key-file"),
+                    key,
+                    s("--client-cert-auth"),
+                ],
+            ]
+            .concat(),
+            s("--client-cert-auth needs --trusted-ca-file"),
+        ),
+    ];
+    for (i, (flags, want)) in cases.iter().enumerate() {
+        let data = dir.path().join(format!("data{i}"));
+        let err = start_fails(&data, flags);
+        assert!(err.contains(want.as_str()), "{flags:?}: {err}");
+        assert!(
+            !data.exists(),
+            "{flags:?}: a refused start created {}",
+            data.display()
+        );
+    }
 }
 
 #[test]
@@ -246,7 +250,7 @@ fn http_url_with_tls_flags_is_plaintext_and_warns() {
     let mut flags = mtls_flags(port, &ca, &server);
     flags[1] = url.clone();
     flags[3] = url.clone();
-    let srv = Server::start(&dir.path().join("data"), port, &flags);
+    let srv = Strata::start_exact(&dir.path().join("data"), port, &flags);
     let out = etcdctl_run(&bin, &url, &["put", "p", "q"], None);
     assert!(out.status.success(), "{out:?}");
     let log = srv.log();
@@ -272,7 +276,7 @@ fn one_address_named_by_http_and_https_serves_both() {
     let port = free_port();
     let mut flags = mtls_flags(port, &ca, &server);
     flags[1] = format!("http://127.0.0.1:{port},https://127.0.0.1:{port}");
-    let _srv = Server::start(&dir.path().join("data"), port, &flags);
+    let _srv = Strata::start_exact(&dir.path().join("data"), port, &flags);
     let out = etcdctl_run(
         &bin,
         &format!("http://127.0.0.1:{port}"),
@@ -297,7 +301,7 @@ fn renewed_server_certificate_is_served_without_a_restart() {
     let server = old_ca.server("server");
     let port = free_port();
     let url = format!("https://127.0.0.1:{port}");
-    let srv = Server::start(
+    let srv = Strata::start_exact(
         &dir.path().join("data"),
         port,
         &[

@@ -17,6 +17,14 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The built `strata` binary as a command, with no input and without an inherited
+/// `ETCD_CONFIG_FILE` (which would make it ignore every flag).
+pub fn strata_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.env_remove("ETCD_CONFIG_FILE").stdin(Stdio::null());
+    cmd
+}
+
 /// A running `strata` process.
 pub struct Strata {
     pub child: Option<Child>,
@@ -34,16 +42,37 @@ impl Strata {
     /// Starts `strata` on `port` with extra flags.
     pub fn start_with(data_dir: &Path, port: u16, extra: &[&str]) -> Strata {
         let url = format!("http://127.0.0.1:{port}");
-        let log = data_dir.with_extension(format!("{port}.log"));
-        let logf = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--data-dir")
+        let mut cmd = strata_command();
+        cmd.arg("--data-dir")
             .arg(data_dir)
             .arg("--listen-client-urls")
             .arg(&url)
             .arg("--advertise-client-urls")
             .arg(&url)
-            .args(extra)
+            .args(extra);
+        let log = data_dir.with_extension(format!("{port}.log"));
+        Self::spawn(cmd, port, data_dir, log)
+    }
+
+    /// Starts `strata` with `--data-dir` and exactly `flags` (which must make it serve on
+    /// `port`).
+    pub fn start_exact<S: AsRef<std::ffi::OsStr>>(
+        data_dir: &Path,
+        port: u16,
+        flags: &[S],
+    ) -> Strata {
+        let mut cmd = strata_command();
+        cmd.arg("--data-dir").arg(data_dir).args(flags);
+        let log = data_dir.with_extension(format!("{port}.log"));
+        Self::spawn(cmd, port, data_dir, log)
+    }
+
+    /// Spawns `cmd` (a `strata` command line) with its stderr in `log`, and waits until it
+    /// serves on `port`: the log says it is ready and a TCP connect succeeds. Every test
+    /// starts its servers through here.
+    pub fn spawn(mut cmd: Command, port: u16, data_dir: &Path, log: PathBuf) -> Strata {
+        let logf = std::fs::File::create(&log).expect("log file");
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
@@ -126,6 +155,30 @@ impl Strata {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+/// Runs `strata` with `--data-dir` and `flags`, expecting it to refuse to start; returns its
+/// stderr.
+pub fn start_fails<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    data_dir: &Path,
+    flags: &[S],
+) -> String {
+    let out = strata_command()
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(flags)
+        .output()
+        .expect("run strata");
+    assert!(
+        !out.status.success(),
+        "strata should have refused {flags:?}"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 impl Drop for Strata {

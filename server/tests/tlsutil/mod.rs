@@ -8,9 +8,8 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -88,85 +87,6 @@ impl Ca {
         std::fs::write(&pair.key, key.serialize_pem()).unwrap();
         pair
     }
-}
-
-/// A `strata` process started with exactly the given flags (plus `--data-dir`), stopped by
-/// its PID on drop.
-pub struct Server {
-    child: Option<Child>,
-    pub log: PathBuf,
-}
-
-impl Server {
-    /// Starts `strata` and waits until it serves on `port` (a TCP connect succeeds and the
-    /// log says it is ready).
-    pub fn start(data_dir: &Path, port: u16, flags: &[String]) -> Server {
-        let log = data_dir.with_extension("log");
-        let logf = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(logf)
-            .spawn()
-            .unwrap();
-        let mut s = Server {
-            child: Some(child),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(Ok(Some(st))) = s.child.as_mut().map(|c| c.try_wait()) {
-                panic!("strata exited during start ({st}):\n{}", s.log());
-            }
-            if s.log().contains("ready to serve client requests")
-                && TcpStream::connect(("127.0.0.1", port)).is_ok()
-            {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "strata did not start:\n{}",
-                s.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Whether the process is still running.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Runs `strata` with `flags` expecting it to refuse to start; returns its stderr.
-pub fn start_fails(data_dir: &Path, flags: &[String]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(flags)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success(),
-        "strata should have refused {flags:?}"
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// How an HTTPS client identifies itself.
