@@ -66,7 +66,7 @@ pub struct MvccOptions {
 impl Default for MvccOptions {
     fn default() -> Self {
         MvccOptions {
-            sync_interval: Duration::from_millis(100),
+            sync_interval: Duration::from_millis(1000),
             sync_entries: 10_000,
             compaction_batch: 1000,
             compaction_pause: Duration::from_millis(1),
