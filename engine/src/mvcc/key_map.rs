@@ -8,7 +8,7 @@
 //! found through a `BTreeMap` keyed by each chunk's first key (one small entry per chunk).
 //!
 //! A chunk keeps its keys' bytes one after another in one buffer, so a key costs its bytes
-//! and a 4-byte end offset, not an allocation of its own.
+//! and an end offset, not an allocation of its own.
 //!
 //! Invariants: every chunk is non-empty and sorted, its map key equals its first key, and all
 //! keys of a chunk are below the next chunk's first key.
@@ -19,8 +19,8 @@ use std::ops::Bound;
 
 /// Most entries per chunk: short enough to binary-search and shift on insert.
 pub const CHUNK: usize = 64;
-/// A chunk whose keys hold this many bytes takes no more keys (it splits instead), which keeps
-/// its end offsets far inside `u32`.
+/// A chunk whose keys hold this many bytes takes no more keys (it splits instead), so a chunk of
+/// long keys holds fewer of them.
 const CHUNK_BYTES: usize = 64 << 10;
 /// A chunk this small after a removal is merged with a neighbour when they fit together.
 const MERGE_BELOW: usize = CHUNK / 4;
@@ -30,7 +30,7 @@ struct Chunk<V> {
     /// The keys' bytes, one after another.
     bytes: Vec<u8>,
     /// Where each key ends in `bytes`.
-    ends: Vec<u32>,
+    ends: Vec<usize>,
     vals: Vec<V>,
 }
 
@@ -53,13 +53,13 @@ impl<V> Chunk<V> {
 
     fn start(&self, i: usize) -> usize {
         match i.checked_sub(1) {
-            Some(p) => self.ends.get(p).map_or(self.bytes.len(), |&e| e as usize),
+            Some(p) => self.ends.get(p).map_or(self.bytes.len(), |&e| e),
             None => 0,
         }
     }
 
     fn key(&self, i: usize) -> &[u8] {
-        let end = self.ends.get(i).map_or(0, |&e| e as usize);
+        let end = self.ends.get(i).map_or(0, |&e| e);
         self.bytes.get(self.start(i)..end).unwrap_or_default()
     }
 
@@ -96,17 +96,17 @@ impl<V> Chunk<V> {
         if let Some(tail) = self.bytes.get_mut(at..) {
             tail.rotate_right(key.len());
         }
-        let n = key.len() as u32;
+        let n = key.len();
         for e in self.ends.get_mut(i..).unwrap_or_default() {
             *e += n;
         }
-        self.ends.insert(i, (at + key.len()) as u32);
+        self.ends.insert(i, at + key.len());
         self.vals.insert(i, v);
     }
 
     fn push(&mut self, key: &[u8], v: V) {
         self.bytes.extend_from_slice(key);
-        self.ends.push(self.bytes.len() as u32);
+        self.ends.push(self.bytes.len());
         self.vals.push(v);
     }
 
@@ -116,10 +116,10 @@ impl<V> Chunk<V> {
 
     /// Removes entry `i`, returning its key and value.
     fn remove_entry(&mut self, i: usize) -> (Vec<u8>, V) {
-        let (at, end) = (self.start(i), self.ends[i] as usize);
+        let (at, end) = (self.start(i), self.ends[i]);
         let key: Vec<u8> = self.bytes.drain(at..end).collect();
         self.ends.remove(i);
-        let n = (end - at) as u32;
+        let n = end - at;
         for e in self.ends.get_mut(i..).unwrap_or_default() {
             *e -= n;
         }
@@ -134,16 +134,14 @@ impl<V> Chunk<V> {
             .bytes
             .extend_from_slice(self.bytes.get(at..).unwrap_or_default());
         self.bytes.truncate(at);
-        right
-            .ends
-            .extend(self.ends.drain(i..).map(|e| e - at as u32));
+        right.ends.extend(self.ends.drain(i..).map(|e| e - at));
         right.vals.extend(self.vals.drain(i..));
         right
     }
 
     /// Moves every entry of `other` (all above this chunk's keys) to the end of this one.
     fn append(&mut self, other: Chunk<V>) {
-        let base = self.bytes.len() as u32;
+        let base = self.bytes.len();
         self.bytes.extend_from_slice(&other.bytes);
         self.ends.extend(other.ends.iter().map(|e| e + base));
         self.vals.extend(other.vals);
@@ -511,7 +509,7 @@ mod tests {
             assert!(c.len() > 0, "empty chunk");
             assert!(c.len() <= CHUNK, "chunk over {CHUNK}");
             assert_eq!(c.ends.len(), c.len());
-            assert_eq!(c.ends.last().map(|&e| e as usize), Some(c.bytes.len()));
+            assert_eq!(c.ends.last().copied(), Some(c.bytes.len()));
             assert_eq!(
                 **ck,
                 *c.first_key(),
