@@ -11,6 +11,7 @@ use crate::btree::read::ReadTxn;
 use crate::btree::store::{FileStore, PageStore, PageView, StoreKind};
 use crate::btree::txn::WriteTxn;
 use crate::btree::verified::{VerifiedPages, Verify};
+use crate::btree::write::PageWrites;
 use crate::btree::{PageId, TxnId};
 use crate::error::{EngineError, Result};
 
@@ -46,8 +47,9 @@ impl Default for Options {
 /// never causes a panic; checksums catch damage that still looks well-formed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum VerifyReads {
-    /// The first time this process reads a page after it was written (hot pages are verified
-    /// once, not on every lookup; a page read from disk at open or later is always checked).
+    /// The first time this process reads a page (hot pages are verified once, not on every
+    /// lookup), except pages this process wrote itself: their checksums were computed from
+    /// the bytes written. Every page found on disk at open is checked when first read.
     #[default]
     FirstRead,
     /// On every read.
@@ -87,6 +89,8 @@ pub(crate) struct WriterState {
     /// The last transaction that lowered the page count (defrag's cut; 0: none since open).
     /// Every snapshot from it on has at most the current page count.
     pub shrunk_at: TxnId,
+    /// The page buffer commits encode into, kept for the next commit.
+    pub writes: PageWrites,
 }
 
 pub(crate) struct SyncState {
@@ -211,6 +215,7 @@ impl Db {
                 freelist,
                 last_txn: meta.txn,
                 shrunk_at: TxnId(0),
+                writes: PageWrites::default(),
             }),
             sync: Mutex::new(SyncState { slot, page_counts }),
             durable_txn: AtomicU64::new(meta.txn.0),

@@ -10,7 +10,7 @@ use crate::btree::db::{Db, Durability, Snapshot, WriterState};
 use crate::btree::node::{Branch, Child, Leaf, Node, Val};
 use crate::btree::page::{self, ELEMENT_BYTES, HEADER_BYTES, Meta, OVERFLOW_REF_BYTES, PageKind};
 use crate::btree::verified::VerifiedPages;
-use crate::btree::write::write_coalesced;
+use crate::btree::write::PageWrites;
 use crate::btree::{PageId, TxnId};
 use crate::error::{EngineError, Result};
 
@@ -621,7 +621,7 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Writes the dirty subtree at `child` to new pages (children first); returns its root page.
-    fn spill(&mut self, child: Child, writes: &mut Vec<(PageId, Vec<u8>)>) -> Result<PageId> {
+    fn spill(&mut self, child: Child, writes: &mut PageWrites) -> Result<PageId> {
         let idx = match child {
             Child::Page(id) => return Ok(id),
             Child::Node(i) => i,
@@ -642,22 +642,20 @@ impl<'db> WriteTxn<'db> {
                         let used = HEADER_BYTES + len as usize;
                         let pages = page::pages_for(used, ps);
                         let id = self.alloc(pages as u64);
-                        let mut buf = vec![0u8; pages * ps];
+                        let buf = writes.add(id, pages * ps);
                         buf[HEADER_BYTES..used].copy_from_slice(l.val_bytes(off, len));
-                        page::seal(&mut buf, PageKind::Overflow, id, txn, 0, used, ps);
-                        writes.push((id, buf));
+                        page::seal(buf, PageKind::Overflow, id, txn, 0, used, ps);
                         l.set_overflow(j, id, len);
                     }
                 }
             }
         }
         let id = self.alloc(1);
-        let mut buf = vec![0u8; ps];
+        let buf = writes.add(id, ps);
         match &node {
-            Node::Branch(b) => b.encode(&mut buf, id, txn, ps),
-            Node::Leaf(l) => l.encode(&mut buf, id, txn, ps),
+            Node::Branch(b) => b.encode(buf, id, txn, ps),
+            Node::Leaf(l) => l.encode(buf, id, txn, ps),
         }
-        writes.push((id, buf));
         self.nodes[idx] = node;
         Ok(id)
     }
@@ -698,7 +696,7 @@ impl<'db> WriteTxn<'db> {
     pub fn abort(self) {}
 
     fn prepare(&mut self, durability: Durability) -> Result<Option<Meta>> {
-        let mut writes = Vec::new();
+        let mut writes = std::mem::take(&mut self.guard.writes);
         let dirty: Vec<(Vec<u8>, BucketState)> = self
             .buckets
             .iter()
@@ -738,7 +736,8 @@ impl<'db> WriteTxn<'db> {
         let shared = &self.db.shared;
         shared.ensure_len(self.guard.page_count)?;
         let verified = VerifiedPages::covering(&self.base.verified, self.guard.page_count);
-        write_coalesced(shared, &verified, writes)?;
+        writes.write(shared, &verified)?;
+        self.guard.writes = writes;
         let snapshot = Snapshot {
             txn,
             catalog,
@@ -752,11 +751,7 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Frees the previous freelist run and writes a new one listing every free page.
-    fn write_freelist(
-        &mut self,
-        catalog: Option<PageId>,
-        writes: &mut Vec<(PageId, Vec<u8>)>,
-    ) -> Result<Meta> {
+    fn write_freelist(&mut self, catalog: Option<PageId>, writes: &mut PageWrites) -> Result<Meta> {
         let ps = self.page_size();
         let txn = self.txn;
         if let Some((old, pages)) = self.guard.freelist.take() {
@@ -772,18 +767,9 @@ impl<'db> WriteTxn<'db> {
             // Allocating the run can only remove ids from the free set.
             assert!(ids.len() <= estimate);
             let used = page::freelist_bytes(ids.len());
-            let mut buf = vec![0u8; pages * ps];
-            page::encode_freelist(&mut buf, &ids);
-            page::seal(
-                &mut buf,
-                PageKind::Freelist,
-                id,
-                txn,
-                ids.len() as u32,
-                used,
-                ps,
-            );
-            writes.push((id, buf));
+            let buf = writes.add(id, pages * ps);
+            page::encode_freelist(buf, &ids);
+            page::seal(buf, PageKind::Freelist, id, txn, ids.len() as u32, used, ps);
             self.guard.freelist = Some((id, pages as u64));
             id
         };

@@ -3,10 +3,12 @@
 //!
 //! One bit per page, in fixed-size chunks shared between snapshots (a snapshot that covers
 //! more pages gets the old chunks plus new ones). A reader sets the bit of a run's first page
-//! after its checksum matched; the writer clears the bit of every page it writes, before the
-//! snapshot that reaches the new contents is published. That ordering is enough: a page a
-//! live reader can see is never rewritten (see `free.rs`), so a bit can only be set for the
-//! contents it was verified against.
+//! after its checksum matched. The writer clears the bit of every page it is about to write
+//! and, once the writes succeeded, sets the bit of each run's first page: it computed their
+//! checksums from the very bytes it wrote, so reading them back to check would prove nothing.
+//! Both happen before the snapshot that reaches the new contents is published. That ordering
+//! is enough: a page a live reader can see is never rewritten (see `free.rs`), so a bit can
+//! only be set for the contents it was verified against.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +72,7 @@ impl VerifiedPages {
 pub(crate) enum Verify<'a> {
     /// Checksum every read.
     Always,
-    /// Checksum a run the first time it is read after being written.
+    /// Checksum a run the first time this process reads it, unless this process wrote it.
     Once(&'a VerifiedPages),
     /// Never (structure is still bounds-checked).
     Never,
