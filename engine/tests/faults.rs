@@ -10,12 +10,19 @@ use strata_engine::btree::Durability;
 use strata_engine::btree::testing::{FaultOp, SimStore};
 
 fn fault_case(op: FaultOp, nth: u64) {
+    fault_case_sized(op, nth, 0);
+}
+
+/// `pad` bytes are added to every value: with 1,500, each commit is several times the writer's
+/// 256 KiB stream buffer and goes out in several batches.
+fn fault_case_sized(op: FaultOp, nth: u64, pad: usize) {
     let store = SimStore::new();
     let db = open_sim(&store);
     let mut w = db.begin_write().unwrap();
     for i in 0..200u32 {
-        w.put(b"b", format!("k{i:04}").as_bytes(), b"durable")
-            .unwrap();
+        let mut v = b"durable".to_vec();
+        v.resize(7 + pad, b'.');
+        w.put(b"b", format!("k{i:04}").as_bytes(), &v).unwrap();
     }
     w.commit(Durability::Durable).unwrap();
     let durable = dump(&db.begin_read().unwrap());
@@ -25,12 +32,9 @@ fn fault_case(op: FaultOp, nth: u64) {
     for round in 0..4 {
         let mut w = db.begin_write().unwrap();
         for i in 0..200u32 {
-            w.put(
-                b"b",
-                format!("k{i:04}").as_bytes(),
-                format!("round{round}").as_bytes(),
-            )
-            .unwrap();
+            let mut v = format!("round{round}").into_bytes();
+            v.resize(6 + pad, b'.');
+            w.put(b"b", format!("k{i:04}").as_bytes(), &v).unwrap();
         }
         if w.commit(Durability::Durable).is_err() {
             failed = true;
@@ -67,5 +71,12 @@ fn failed_writes_poison_and_reopen_at_a_durable_state() {
 fn failed_fdatasync_poisons_and_reopen_at_a_durable_state() {
     for nth in 1..5 {
         fault_case(FaultOp::Sync, nth);
+    }
+}
+
+#[test]
+fn failed_writes_in_a_streamed_commit_poison_and_reopen_at_a_durable_state() {
+    for nth in 1..=12 {
+        fault_case_sized(FaultOp::Write, nth, 1500);
     }
 }

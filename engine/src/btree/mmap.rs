@@ -79,6 +79,24 @@ pub(crate) fn advise_random(file: &File) {
     }
 }
 
+/// Starts writeback of the dirty pages in `offset..offset + len` without waiting for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Advice only: failure is ignored, and the
+/// fdatasync that follows reports any write error.
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range reads no memory of ours; it takes a descriptor the caller owns
+    // for the whole call.
+    let rc = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if rc != 0 {
+        tracing::debug!(rc, "sync_file_range(WRITE) failed; continuing");
+    }
+}
+
 /// The mmap backend.
 pub struct MmapStore {
     reserve_min: u64,
@@ -179,6 +197,10 @@ impl PageStore for MmapStore {
 
     fn sync_data(&self) -> Result<()> {
         self.core.sync_data()
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) {
+        self.core.start_writeback(offset, len)
     }
 
     fn write_durable(&self, offset: u64, data: &[u8]) -> Result<()> {

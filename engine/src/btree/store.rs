@@ -38,6 +38,12 @@ pub trait PageStore: Send + Sync + 'static {
         self.write_at(offset, data)?;
         self.sync_data()
     }
+    /// Asks for the written bytes at `offset..offset + len` to start going to disk now, ahead
+    /// of the [`PageStore::sync_data`] that will wait for them, so that the device works while
+    /// the writer goes on. Advice only: nothing is promised until `sync_data` returns.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
     /// The file's current length in bytes.
     fn len(&self) -> Result<u64>;
     /// Grows the file to at least `len` bytes; never shrinks it.
@@ -119,10 +125,48 @@ fn lock_exclusive(file: &File) -> Result<()> {
 /// large folios either: the file is advised random (`POSIX_FADV_RANDOM`, `MADV_RANDOM`).
 pub(crate) const WRITE_PIECE_BYTES: usize = 16 << 10;
 
+/// A thread that starts writeback of ranges the writer has finished writing
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so the device writes them while the writer is
+/// still encoding and writing the rest of its commit, and the commit's fdatasync mostly waits
+/// for writes already under way.
+///
+/// It uses its own descriptor: write errors are reported once per open file description, and
+/// `SYNC_FILE_RANGE_WRITE` neither waits nor consumes them, so the writer's fdatasync still
+/// reports every error. If the thread or descriptor cannot be had, nothing is started early.
+struct Writeback {
+    tx: Option<std::sync::mpsc::Sender<(u64, u64)>>,
+}
+
+impl Writeback {
+    fn start(path: &Path) -> Writeback {
+        let Ok(file) = File::open(path) else {
+            return Writeback { tx: None };
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
+        let spawned = std::thread::Builder::new()
+            .name("engine-writeback".into())
+            .spawn(move || {
+                while let Ok((offset, len)) = rx.recv() {
+                    crate::btree::mmap::start_writeback(&file, offset, len);
+                }
+            });
+        Writeback {
+            tx: spawned.ok().map(|_| tx),
+        }
+    }
+
+    fn start_range(&self, offset: u64, len: u64) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((offset, len));
+        }
+    }
+}
+
 pub(crate) struct FileCore {
     pub file: Arc<File>,
     /// A second descriptor opened `O_DSYNC`, for the meta page.
     dsync: File,
+    writeback: Writeback,
     pub path: PathBuf,
     /// The file's length as this process has made it (lowered before a truncation, raised
     /// after growth), shared with the mmap backend's views as a second bound on every read.
@@ -139,6 +183,7 @@ impl FileCore {
             .len();
         Ok(FileCore {
             dsync: open_dsync(path)?,
+            writeback: Writeback::start(path),
             file: Arc::new(file),
             path: path.to_path_buf(),
             len: Arc::new(AtomicU64::new(len)),
@@ -160,6 +205,10 @@ impl FileCore {
         self.len
             .fetch_max(offset + data.len() as u64, Ordering::AcqRel);
         Ok(())
+    }
+
+    pub(crate) fn start_writeback(&self, offset: u64, len: u64) {
+        self.writeback.start_range(offset, len);
     }
 
     pub(crate) fn sync_data(&self) -> Result<()> {
@@ -256,6 +305,10 @@ impl PageStore for FileStore {
 
     fn sync_data(&self) -> Result<()> {
         self.core.sync_data()
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) {
+        self.core.start_writeback(offset, len)
     }
 
     fn write_durable(&self, offset: u64, data: &[u8]) -> Result<()> {

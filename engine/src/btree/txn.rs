@@ -69,6 +69,9 @@ pub struct WriteTxn<'db> {
     buckets: BTreeMap<Vec<u8>, BucketState>,
     /// Runs reachable from the base tree that this transaction no longer reaches.
     freed: Vec<(PageId, u64)>,
+    /// The verified-page map of the snapshot this transaction publishes (the base's, grown
+    /// as the file grows).
+    verified: Arc<VerifiedPages>,
     /// When the writer lock was taken.
     began: std::time::Instant,
 }
@@ -101,7 +104,9 @@ impl<'db> WriteTxn<'db> {
     ) -> Self {
         let txn = TxnId(guard.last_txn.0 + 1);
         let catalog = base.catalog.map(Child::Page);
+        let verified = base.verified.clone();
         WriteTxn {
+            verified,
             db,
             guard,
             base,
@@ -656,6 +661,9 @@ impl<'db> WriteTxn<'db> {
             Node::Branch(b) => b.encode(buf, id, txn, ps),
             Node::Leaf(l) => l.encode(buf, id, txn, ps),
         }
+        if writes.is_full() {
+            self.write_out(writes)?;
+        }
         self.nodes[idx] = node;
         Ok(id)
     }
@@ -695,8 +703,17 @@ impl<'db> WriteTxn<'db> {
     /// Discards every change.
     pub fn abort(self) {}
 
+    /// Writes out the pages encoded so far.
+    fn write_out(&mut self, writes: &mut PageWrites) -> Result<()> {
+        let shared = &self.db.shared;
+        shared.ensure_len(self.guard.page_count)?;
+        self.verified = VerifiedPages::covering(&self.verified, self.guard.page_count);
+        writes.write(shared, &self.verified)
+    }
+
     fn prepare(&mut self, durability: Durability) -> Result<Option<Meta>> {
         let mut writes = std::mem::take(&mut self.guard.writes);
+        writes.begin(durability == Durability::Durable);
         let dirty: Vec<(Vec<u8>, BucketState)> = self
             .buckets
             .iter()
@@ -733,17 +750,15 @@ impl<'db> WriteTxn<'db> {
             Durability::Fast => None,
             Durability::Durable => Some(self.write_freelist(catalog, &mut writes)?),
         };
-        let shared = &self.db.shared;
-        shared.ensure_len(self.guard.page_count)?;
-        let verified = VerifiedPages::covering(&self.base.verified, self.guard.page_count);
-        writes.write(shared, &verified)?;
+        self.write_out(&mut writes)?;
         self.guard.writes = writes;
+        let shared = &self.db.shared;
         let snapshot = Snapshot {
             txn,
             catalog,
             page_count: self.guard.page_count,
             view: shared.store.view()?,
-            verified,
+            verified: self.verified.clone(),
         };
         shared.publish(snapshot)?;
         self.guard.last_txn = txn;

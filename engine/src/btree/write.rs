@@ -1,5 +1,7 @@
-//! Writing a commit's page runs: encoded into one buffer the writer keeps between commits,
-//! validated, sorted, and neighbours written together (the store splits every write into
+//! Writing a commit's page runs: encoded into one buffer the writer keeps between commits and
+//! written out whenever it holds [`STREAM_BYTES`] (so a large commit's writes, and with a
+//! durable commit their writeback, start while the rest of it is still being encoded), each
+//! batch validated, sorted, and neighbours written together (the store splits every write into
 //! pieces of at most `store::WRITE_PIECE_BYTES`: larger writes make larger page-cache folios).
 
 use crate::btree::PageId;
@@ -8,9 +10,13 @@ use crate::btree::page;
 use crate::btree::verified::VerifiedPages;
 use crate::error::Result;
 
-/// A buffer larger than this after a commit is given back rather than kept for the next one.
-/// An ordinary commit of 1,000 random puts into a million keys writes about 7 MiB.
+/// A buffer larger than this after a write is given back rather than kept for the next one
+/// (only a large overflow value makes one this big).
 const KEEP_BYTES_MAX: usize = 8 << 20;
+
+/// How much a commit encodes before it writes it out; also how much a durable commit writes
+/// before it starts the writeback of what it wrote.
+pub(crate) const STREAM_BYTES: usize = 256 << 10;
 
 /// The page runs one commit writes, encoded back to back into one buffer.
 ///
@@ -21,9 +27,27 @@ pub(crate) struct PageWrites {
     buf: Vec<u8>,
     /// `(first page, start in buf, length in bytes)`, in the order they were added.
     runs: Vec<(PageId, usize, usize)>,
+    /// Start writeback early: the commit is durable, its fdatasync follows.
+    early_writeback: bool,
+    /// The span of file offsets written since writeback was last started, and its bytes.
+    pending: Option<(u64, u64)>,
+    pending_bytes: usize,
 }
 
 impl PageWrites {
+    /// Starts a commit's writes.
+    pub(crate) fn begin(&mut self, early_writeback: bool) {
+        self.clear();
+        self.early_writeback = early_writeback;
+        self.pending = None;
+        self.pending_bytes = 0;
+    }
+
+    /// Whether enough is encoded to write it out.
+    pub(crate) fn is_full(&self) -> bool {
+        self.buf.len() >= STREAM_BYTES
+    }
+
     /// Adds a zeroed run of `bytes` (whole pages) for page `id` and returns it to encode into.
     pub(crate) fn add(&mut self, id: PageId, bytes: usize) -> &mut [u8] {
         let start = self.buf.len();
@@ -42,9 +66,11 @@ impl PageWrites {
         }
     }
 
-    /// Writes every run in page order; runs that are neighbours both on disk and in the buffer
-    /// go out as one write. On success the runs are marked verified (their checksums were
-    /// computed from these very bytes) and the buffer is emptied for the next commit.
+    /// Writes every run added since the last write, in page order; runs that are neighbours
+    /// both on disk and in the buffer go out as one write. On success the runs are marked
+    /// verified (their checksums were computed from these very bytes) and the buffer is
+    /// emptied. In a durable commit, every [`STREAM_BYTES`] written are handed to the store to
+    /// start going to disk at once; what is left is the fdatasync's to write.
     pub(crate) fn write(&mut self, shared: &Shared, verified: &VerifiedPages) -> Result<()> {
         let ps = shared.page_size;
         self.runs.sort_unstable_by_key(|&(id, _, _)| id);
@@ -70,9 +96,19 @@ impl PageWrites {
                 len += l;
                 i += 1;
             }
-            shared
-                .store
-                .write_at(first.0 * ps as u64, &self.buf[start..start + len])?;
+            let at = first.0 * ps as u64;
+            shared.store.write_at(at, &self.buf[start..start + len])?;
+            if self.early_writeback {
+                let (lo, hi) = self.pending.unwrap_or((at, at));
+                self.pending = Some((lo.min(at), hi.max(at + len as u64)));
+                self.pending_bytes += len;
+                if self.pending_bytes >= STREAM_BYTES
+                    && let Some((lo, hi)) = self.pending.take()
+                {
+                    shared.store.start_writeback(lo, hi - lo);
+                    self.pending_bytes = 0;
+                }
+            }
         }
         for &(id, _, _) in &self.runs {
             verified.set(id);
