@@ -121,7 +121,7 @@ fn lock_exclusive(file: &File) -> Result<()> {
 /// by later ones, so a file grown with 1 MiB writes made each later 4 KiB rewrite cost several
 /// times what it costs in a single-page folio: measured here (Linux 6.18, ext4), 1,400 random
 /// 4 KiB rewrites and an fdatasync took 32–36 ms in a file written with 1 MiB writes and
-/// 17–18 ms in one written with 4 KiB writes; with 16 KiB writes, 20–22 ms. Reads never make
+/// 17–21 ms in one written with 4 KiB writes; with 16 KiB writes, 20–22 ms. Reads never make
 /// large folios either: the file is advised random (`POSIX_FADV_RANDOM`, `MADV_RANDOM`).
 pub(crate) const WRITE_PIECE_BYTES: usize = 16 << 10;
 
