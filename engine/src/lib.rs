@@ -25,7 +25,8 @@
 //! 1. `btree/page.rs`: the bytes on disk.
 //! 2. `btree/db.rs`: open, the writer lock, publishing snapshots, the durable commit.
 //! 3. `btree/read.rs` and `btree/txn.rs`: read transactions; the write transaction,
-//!    copy-on-write, split and merge, commit (`btree/write.rs`: the page writes).
+//!    copy-on-write, split and merge, commit (`btree/write.rs`: the page writes, streamed out
+//!    every 256 KiB).
 //! 4. `btree/node.rs`: dirty nodes in memory.
 //! 5. `btree/cursor.rs`: lookups and cursors over pages and dirty nodes.
 //! 6. `btree/free.rs`: free pages, readers, and when a page may be reused (with a loom model).

@@ -111,7 +111,6 @@ fn lock_exclusive(file: &File) -> Result<()> {
     })
 }
 
-/// An open, locked database file: what both file backends write and sync through.
 /// The most one write system call puts into the file.
 ///
 /// A buffered write into pages that are not cached yet makes page-cache folios as large as the
@@ -162,6 +161,7 @@ impl Writeback {
     }
 }
 
+/// An open, locked database file: what both file backends write and sync through.
 pub(crate) struct FileCore {
     pub file: Arc<File>,
     /// A second descriptor opened `O_DSYNC`, for the meta page.
