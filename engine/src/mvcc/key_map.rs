@@ -53,13 +53,13 @@ impl<V> Chunk<V> {
 
     fn start(&self, i: usize) -> usize {
         match i.checked_sub(1) {
-            Some(p) => self.ends.get(p).map_or(self.bytes.len(), |&e| e),
+            Some(p) => self.ends.get(p).copied().unwrap_or(self.bytes.len()),
             None => 0,
         }
     }
 
     fn key(&self, i: usize) -> &[u8] {
-        let end = self.ends.get(i).map_or(0, |&e| e);
+        let end = self.ends.get(i).copied().unwrap_or(0);
         self.bytes.get(self.start(i)..end).unwrap_or_default()
     }
 
