@@ -134,12 +134,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 payload: payload.into(),
             });
         }
-        self.wal
-            .submit(
+        // raft core waits for this flush before it does anything else (openraft 0.9 awaits
+        // the callback right after `append`), so when no batch is in progress the flush runs
+        // here, on raft core's thread, rather than on the WAL's flusher thread: no hand-off
+        // to the flusher and back around the fdatasync. `block_in_place` lets this worker's
+        // other tasks move to another thread meanwhile.
+        let wal = &self.wal;
+        tokio::task::block_in_place(|| {
+            wal.submit_here(
                 WriteOp::Append(batch),
                 Box::new(move |r| callback.log_io_completed(r.map_err(io::Error::other))),
             )
-            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
+        })
+        .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {

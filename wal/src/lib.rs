@@ -24,9 +24,11 @@
 //!
 //! ## Threads
 //! Callers queue operations ([`Wal::submit`]) and are called back when they are durable. One
-//! flusher thread takes everything queued, writes it with one write submission and one
-//! fdatasync (linked in one io_uring submission, or pwrite + fdatasync), publishes where the
-//! entries landed, then completes the operations in order. A preparer thread keeps the next
+//! batch at a time, the flusher thread takes everything queued, writes it with one write
+//! submission and one fdatasync (linked in one io_uring submission, or pwrite + fdatasync),
+//! publishes where the entries landed, then completes the operations in order. A caller that
+//! waits anyway ([`Wal::submit_here`], the blocking calls) does that work on its own thread
+//! when no batch is in progress, saving the hand-off to the flusher and back. A preparer thread keeps the next
 //! segment zero-filled and ready. No lock is held across I/O.
 //!
 //! ## Reading the source

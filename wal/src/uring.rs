@@ -2,8 +2,9 @@
 //!
 //! Rules: a submission queue entry points at a buffer that outlives the operation. Each function
 //! below submits and then waits for every completion it submitted before returning, so buffers
-//! borrowed for the call are valid for the whole operation. A ring is per thread (the flusher's
-//! and the segment preparer's), so no ring is ever shared or locked.
+//! borrowed for the call are valid for the whole operation. A ring is per thread (the flusher's,
+//! the segment preparer's, and that of each caller that flushes on its own thread), so no ring
+//! is ever shared or locked.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;

@@ -261,6 +261,9 @@ impl Shared {
 /// A write-ahead log. Dropping it flushes what is queued and stops its threads.
 pub struct Wal {
     shared: Arc<Shared>,
+    /// The flusher's side. Only whoever holds the pipeline's current batch locks it: the
+    /// flusher thread, or a caller flushing on its own thread.
+    writer: Arc<Mutex<Writer>>,
     flusher: Option<JoinHandle<()>>,
     preparer: Option<JoinHandle<()>>,
     report: RecoveryReport,
@@ -332,7 +335,7 @@ impl Wal {
             inner: Mutex::new(inner),
             pool,
         });
-        let writer = Writer::new(shared.clone(), &rec);
+        let writer = Arc::new(Mutex::new(Writer::new(shared.clone(), &rec)));
         tracing::info!(
             backend = %store.backend(),
             segments = report.segments,
@@ -342,11 +345,13 @@ impl Wal {
         );
         let flusher = {
             let shared = shared.clone();
+            let writer = writer.clone();
             std::thread::Builder::new()
                 .name("wal-flusher".into())
                 .spawn(move || {
-                    let mut writer = writer;
-                    shared.pipeline.run_flusher(|batch| writer.process(batch));
+                    shared
+                        .pipeline
+                        .run_flusher(|batch| lock_writer(&writer).process(batch));
                 })
                 .map_err(|e| WalError::io("spawn", "wal-flusher", e))?
         };
@@ -359,6 +364,7 @@ impl Wal {
         };
         Ok(Wal {
             shared,
+            writer,
             flusher: Some(flusher),
             preparer: Some(preparer),
             report,
@@ -385,6 +391,24 @@ impl Wal {
     /// Queues `op`; `done` is called once it is durable (or failed). Entries appended are
     /// readable as soon as this returns. Operations take effect, and complete, in call order.
     pub fn submit(&self, op: WriteOp, done: Callback) -> Result<()> {
+        self.enqueue(op, done, false)
+    }
+
+    /// [`submit`](Self::submit), for a caller that is going to wait for `done` anyway: if no
+    /// batch is being made durable, this thread makes the queue durable itself (one write and
+    /// one fdatasync, as the flusher would) and `done` has run when this returns. Otherwise the
+    /// op joins the next batch, as with `submit`. A lone writer so pays no thread hand-off to
+    /// the flusher and back around its fdatasync; under load, batches form as before.
+    pub fn submit_here(&self, op: WriteOp, done: Callback) -> Result<()> {
+        self.enqueue(op, done, true)?;
+        if let Some(batch) = self.shared.pipeline.try_take() {
+            let result = lock_writer(&self.writer).process(&batch);
+            self.shared.pipeline.finish(batch, result);
+        }
+        Ok(())
+    }
+
+    fn enqueue(&self, op: WriteOp, done: Callback, quiet: bool) -> Result<()> {
         self.check_poison()?;
         let mut inner = self.shared.lock();
         let undo = self.apply_logical(&mut inner, &op)?;
@@ -404,7 +428,12 @@ impl Wal {
             bytes,
             done: Some(done),
         };
-        match self.shared.pipeline.push(pending) {
+        let pushed = if quiet {
+            self.shared.pipeline.push_quiet(pending)
+        } else {
+            self.shared.pipeline.push(pending)
+        };
+        match pushed {
             Ok(()) => Ok(()),
             Err((_, refused)) => {
                 undo.revert(&mut inner);
@@ -413,10 +442,10 @@ impl Wal {
         }
     }
 
-    /// [`submit`](Self::submit), waiting until the operation is durable.
+    /// [`submit_here`](Self::submit_here), waiting until the operation is durable.
     pub fn submit_wait(&self, op: WriteOp) -> Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.submit(
+        self.submit_here(
             op,
             Box::new(move |r| {
                 let _ = tx.send(r);
@@ -765,6 +794,10 @@ impl Wal {
             let _ = h.join();
         }
     }
+}
+
+fn lock_writer(w: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    w.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for Wal {
