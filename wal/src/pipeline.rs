@@ -112,30 +112,21 @@ impl<Op: Pending, M: Monitor<QueueState<Op>>> Pipeline<Op, M> {
     /// Queues `op`, or hands it back if the pipeline no longer accepts work. Checking and
     /// queueing happen under one lock acquisition.
     pub fn push(&self, op: Op) -> Result<(), (Op, Refused)> {
-        let r = self.mon.with(|q| {
-            if let Some(cause) = &q.poisoned {
-                return Err((op, Refused::Poisoned(cause.clone())));
-            }
-            if q.closed {
-                return Err((op, Refused::Closed));
-            }
-            q.ops.push(op);
-            Ok(q.ops.len() == 1)
-        });
-        match r {
-            Ok(true) => {
-                self.mon.notify_all();
-                Ok(())
-            }
-            Ok(false) => Ok(()),
-            Err(e) => Err(e),
+        if self.queue(op)? {
+            self.mon.notify_all();
         }
+        Ok(())
     }
 
     /// [`push`](Self::push) without waking the flusher thread: for a caller that then calls
     /// [`try_take`](Self::try_take) and, if that returns `None`, waits for the batch in
     /// progress, whose [`finish`](Self::finish) wakes the flusher thread.
     pub fn push_quiet(&self, op: Op) -> Result<(), (Op, Refused)> {
+        self.queue(op).map(|_| ())
+    }
+
+    /// Queues `op` unless refused; returns whether the queue was empty before.
+    fn queue(&self, op: Op) -> Result<bool, (Op, Refused)> {
         self.mon.with(|q| {
             if let Some(cause) = &q.poisoned {
                 return Err((op, Refused::Poisoned(cause.clone())));
@@ -144,7 +135,7 @@ impl<Op: Pending, M: Monitor<QueueState<Op>>> Pipeline<Op, M> {
                 return Err((op, Refused::Closed));
             }
             q.ops.push(op);
-            Ok(())
+            Ok(q.ops.len() == 1)
         })
     }
 
